@@ -1,0 +1,30 @@
+"""sosc: small object semantic correspondence with KBC cropping and KBCNet.
+
+Conventions everywhere: keypoints ``(x, y)`` float pixels ``(B, N, 2)`` with a ``(B, N)``
+bool ``valid`` mask; images float RGB in ``[0, 1]``; windows and boxes ``(x0, y0, x1, y1)``;
+PCK as a fraction.
+"""
+
+from sosc.errors import ConfigError, DatasetError, ShapeError, SoscError
+from sosc.losses import keypoint_epe
+from sosc.matchers import Backbone, FeatureMatcher, MatchOutput, keypoints_of
+from sosc.metrics import PCK, keypoint_correct, pck_per_pair
+from sosc.module import CorrespondenceModule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PCK",
+    "Backbone",
+    "ConfigError",
+    "CorrespondenceModule",
+    "DatasetError",
+    "FeatureMatcher",
+    "MatchOutput",
+    "ShapeError",
+    "SoscError",
+    "keypoint_correct",
+    "keypoint_epe",
+    "keypoints_of",
+    "pck_per_pair",
+]

@@ -1,0 +1,60 @@
+"""The ``sosc`` command: a LightningCLI with ``fit``, ``validate``, ``test`` and ``predict``.
+
+``sosc fit --config configs/synthetic.yaml``; ``sosc test --config configs/synthetic.yaml
+--model.kbc true --ckpt_path <checkpoint>``. The data module is chosen by ``data.class_path``
+and the matcher by ``model.matcher.class_path``; the network input size is set once, as
+``data.init_args.img_size``, and linked to the model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from lightning.pytorch.cli import LightningCLI
+
+from sosc.data.datamodule import PairDataModule
+from sosc.module import CorrespondenceModule
+
+
+class SoscCLI(LightningCLI):
+    """LightningCLI with ``sosc``'s links and defaults (CSV logging, FeatureMatcher)."""
+
+    def _parse_ckpt_path(self) -> None:
+        """Keep the command line in charge of a run that loads a checkpoint.
+
+        LightningCLI would overwrite the parsed ``model`` options with the hyperparameters
+        stored in the checkpoint, so ``sosc test --model.kbc true --ckpt_path ...`` would
+        silently test without KBC. Here the checkpoint only supplies weights; the options
+        are the config's and the command line's.
+        """
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.init_args.img_size", "model.input_size")
+        parser.link_arguments("model.kbc_train_p", "data.init_args.kbc_train_p")
+        parser.set_defaults(
+            {
+                "model.matcher": {"class_path": "sosc.matchers.FeatureMatcher"},
+                "trainer.logger": {
+                    "class_path": "lightning.pytorch.loggers.CSVLogger",
+                    "init_args": {"save_dir": "logs", "name": "sosc"},
+                },
+            }
+        )
+
+
+def main(args: Sequence[str] | None = None, run: bool = True) -> SoscCLI:
+    """Entry point of the ``sosc`` command (``args`` for in-process use and tests)."""
+    os.environ.setdefault("WANDB_MODE", "offline")
+    return SoscCLI(
+        CorrespondenceModule,
+        PairDataModule,
+        subclass_mode_data=True,
+        args=args,
+        run=run,
+        auto_configure_optimizers=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""The LightningDataModule every benchmark shares: splits, datasets, loaders, skip reports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from sosc.data.augment import Photometric
+from sosc.data.dataset import PairDataset, SkipReport, WindowFn, collate_pairs, validate_records, warn_skips
+from sosc.data.records import PairRecord
+
+#: Lightning stage -> the splits it needs.
+STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
+
+
+class PairDataModule(L.LightningDataModule):
+    """Base class: a subclass only says how to read a split into :class:`PairRecord` s.
+
+    Args:
+        root: folder holding the benchmark (either layout a subclass accepts).
+        img_size: network input side, or ``[S_h, S_w]``.
+        batch_size: pairs per training batch.
+        eval_batch_size: pairs per evaluation batch (default: ``batch_size``).
+        num_workers: loader processes.
+        augment: photometric augmentation of training images.
+        strict: raise on a keypoint outside its image (else drop it and report).
+        max_pairs: use only the first ``max_pairs`` pairs of each split (quick runs).
+        predict_split: the split ``sosc predict`` runs on.
+        kbc_train_p: probability that a training pair is cropped around its ground-truth
+            keypoint boxes (train-time KBC; linked from ``model.kbc_train_p`` by the CLI).
+    """
+
+    #: Human-readable benchmark name used in messages.
+    name = "pairs"
+
+    def __init__(
+        self,
+        root: str | Path,
+        img_size: int | Sequence[int] = 256,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 2,
+        augment: bool = True,
+        strict: bool = True,
+        max_pairs: int | None = None,
+        predict_split: str = "test",
+        kbc_train_p: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root).expanduser()
+        self.img_size = img_size
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.augment = augment
+        self.strict = strict
+        self.max_pairs = max_pairs
+        self.predict_split = predict_split
+        self.kbc_train_p = kbc_train_p
+        self.datasets: dict[str, PairDataset] = {}
+        self.skipped: dict[str, SkipReport] = {}
+
+    # -- what a subclass provides ------------------------------------------------------
+    def read_split(self, split: str) -> tuple[list[PairRecord], SkipReport]:
+        """Read ``split`` (``train``, ``val`` or ``test``) into records."""
+        raise NotImplementedError
+
+    def train_window_fn(self) -> WindowFn | None:
+        """Train-time window choice (KBC augmentation) or None for full images."""
+        if self.kbc_train_p <= 0:
+            return None
+        from sosc.kbc import train_window_fn
+
+        return train_window_fn(self.img_size, p=self.kbc_train_p)
+
+    def check_overlaps(self, splits: dict[str, list[PairRecord]]) -> None:
+        """Hook to report pairs shared between loaded splits (PF-PASCAL has some)."""
+
+    # -- Lightning hooks -----------------------------------------------------------------
+    def records(self, split: str) -> list[PairRecord]:
+        name = self.predict_split if split == "predict" else split
+        records, report = self.read_split(name)
+        records, invalid = validate_records(records, strict=self.strict)
+        report = report.merge(invalid)
+        if self.max_pairs is not None:
+            records = records[: self.max_pairs]
+        self.skipped[split] = report
+        warn_skips(self.name, name, report)
+        return records
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = STAGE_SPLITS.get(stage or "fit", ("train", "val", "test"))
+        loaded = {split: self.records(split) for split in wanted if split not in self.datasets}
+        self.check_overlaps(loaded)
+        for split, records in loaded.items():
+            train = split == "train"
+            self.datasets[split] = PairDataset(
+                records,
+                self.img_size,
+                keep_original=not train,
+                augment=Photometric() if (train and self.augment) else None,
+                window_fn=self.train_window_fn() if train else None,
+            )
+
+    def _loader(self, split: str, *, train: bool) -> DataLoader:
+        if split not in self.datasets:
+            self.setup({"train": "fit", "val": "validate", "test": "test", "predict": "predict"}[split])
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            drop_last=False,
+            num_workers=self.num_workers,
+            collate_fn=collate_pairs,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", train=False)

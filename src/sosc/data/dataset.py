@@ -1,0 +1,220 @@
+"""One dataset class for every benchmark: records in, network-ready items out.
+
+The flow of one item: read both images, mirror them if the record says so, choose a
+window per image (the full image, or at training time a KBC window around the
+ground-truth keypoints), resample each window to the input size, map the keypoints
+into input pixels, and attach what the metric needs in original pixels.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from sosc.data.images import image_size, read_image
+from sosc.data.records import PairRecord, pck_bound, size_class
+from sosc.errors import DatasetError
+from sosc.geometry import as_size, full_window, points_to_window, resample_window
+
+log = logging.getLogger(__name__)
+
+#: ``(src_kps, trg_kps, valid, src_size_hw, trg_size_hw, generator) -> (src_window, trg_window)``
+WindowFn = Callable[
+    [torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int], tuple[int, int], torch.Generator],
+    tuple[torch.Tensor, torch.Tensor],
+]
+
+
+@dataclass
+class SkipReport:
+    """What a reader or validator left out, and why (never silent)."""
+
+    pairs: Counter = field(default_factory=Counter)
+    keypoints: Counter = field(default_factory=Counter)
+
+    def merge(self, other: SkipReport) -> SkipReport:
+        return SkipReport(self.pairs + other.pairs, self.keypoints + other.keypoints)
+
+    def __bool__(self) -> bool:
+        return bool(self.pairs) or bool(self.keypoints)
+
+    def summary(self) -> str:
+        parts = [f"{n} pairs ({why})" for why, n in self.pairs.items()]
+        parts += [f"{n} keypoints ({why})" for why, n in self.keypoints.items()]
+        return ", ".join(parts) if parts else "nothing"
+
+
+def _mirror_points(kps: np.ndarray, width: int) -> np.ndarray:
+    out = kps.copy()
+    out[:, 0] = width - out[:, 0]
+    return out
+
+
+def _mirror_box(box: np.ndarray, width: int) -> np.ndarray:
+    return np.array([width - box[2], box[1], width - box[0], box[3]], dtype=np.float32)
+
+
+def validate_records(
+    records: Sequence[PairRecord], *, strict: bool = True, tolerance: float = 2.0
+) -> tuple[list[PairRecord], SkipReport]:
+    """Check every keypoint lies inside its image (within ``tolerance`` px).
+
+    With ``strict=True`` the first offending keypoint raises :class:`DatasetError` naming
+    the annotation, the pair and the point; with ``strict=False`` offending keypoints are
+    dropped from both images (a pair left with none is dropped) and counted.
+    """
+    kept: list[PairRecord] = []
+    report = SkipReport()
+    for rec in records:
+        ok = np.ones(rec.num_kps, dtype=bool)
+        for side, path, kps in (("source", rec.src_path, rec.src_kps), ("target", rec.trg_path, rec.trg_kps)):
+            h, w = image_size(path)
+            inside = (
+                (kps[:, 0] >= -tolerance) & (kps[:, 0] <= w + tolerance)
+                & (kps[:, 1] >= -tolerance) & (kps[:, 1] <= h + tolerance)
+                & np.isfinite(kps).all(axis=1)
+            )
+            if strict and not inside.all():
+                k = int(np.flatnonzero(~inside)[0])
+                raise DatasetError(
+                    f"{rec.source or rec.pair_id}: {side} keypoint {k} at {kps[k].tolist()} lies outside "
+                    f"image {path} of size {w}x{h} (W x H); fix the annotation, or pass strict=False "
+                    "to drop such keypoints (they are counted and reported)"
+                )
+            ok &= inside
+        if not ok.all():
+            report.keypoints["outside the image"] += int((~ok).sum())
+            if not ok.any():
+                report.pairs["no keypoint inside both images"] += 1
+                continue
+            rec = replace(rec, src_kps=rec.src_kps[ok], trg_kps=rec.trg_kps[ok])
+        kept.append(rec)
+    return kept, report
+
+
+class PairDataset(Dataset):
+    """Items of :class:`sosc.types.PairItem` from a list of :class:`PairRecord`.
+
+    Args:
+        records: the pairs.
+        img_size: network input ``(S_h, S_w)`` or an int for a square.
+        max_kps: pad keypoints to this ``N`` (default: the most any record has).
+        keep_original: add ``src_orig``/``trg_orig`` (full-resolution images) for KBC at
+            evaluation time.
+        augment: photometric augmentation ``(image, generator) -> image`` (training only).
+        window_fn: train-time window choice (KBC augmentation); ``None`` = full images.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[PairRecord],
+        img_size: int | Sequence[int],
+        *,
+        max_kps: int | None = None,
+        keep_original: bool = False,
+        augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+        window_fn: WindowFn | None = None,
+    ) -> None:
+        self.records = list(records)
+        self.size = as_size(img_size)
+        most = max((r.num_kps for r in self.records), default=0)
+        self.max_kps = max_kps if max_kps is not None else most
+        if most > self.max_kps:
+            raise DatasetError(f"a pair has {most} keypoints but max_kps={self.max_kps}: raise max_kps")
+        self.keep_original = keep_original
+        self.augment = augment
+        self.window_fn = window_fn
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _pad(self, kps: np.ndarray) -> torch.Tensor:
+        out = torch.zeros(self.max_kps, 2, dtype=torch.float32)
+        out[: len(kps)] = torch.from_numpy(np.asarray(kps, dtype=np.float32))
+        return out
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        rec = self.records[index]
+        src, trg = read_image(rec.src_path), read_image(rec.trg_path)
+        src_kps, trg_kps = rec.src_kps.astype(np.float32), rec.trg_kps.astype(np.float32)
+        src_bbox, trg_bbox = rec.src_bbox.astype(np.float32), rec.trg_bbox.astype(np.float32)
+        if rec.flip:
+            src, trg = src.flip(-1), trg.flip(-1)
+            src_kps, trg_kps = _mirror_points(src_kps, src.shape[-1]), _mirror_points(trg_kps, trg.shape[-1])
+            src_bbox, trg_bbox = _mirror_box(src_bbox, src.shape[-1]), _mirror_box(trg_bbox, trg.shape[-1])
+        src_hw = (int(src.shape[-2]), int(src.shape[-1]))
+        trg_hw = (int(trg.shape[-2]), int(trg.shape[-1]))
+        n = rec.num_kps
+        valid = torch.zeros(self.max_kps, dtype=torch.bool)
+        valid[:n] = True
+        src_kps_t, trg_kps_t = self._pad(src_kps), self._pad(trg_kps)
+
+        generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ())))
+        if self.window_fn is not None:
+            src_window, trg_window = self.window_fn(src_kps_t, trg_kps_t, valid, src_hw, trg_hw, generator)
+        else:
+            src_window, trg_window = full_window(*src_hw), full_window(*trg_hw)
+        src_in = resample_window(src, src_window, self.size)
+        trg_in = resample_window(trg, trg_window, self.size)
+        if self.augment is not None:
+            src_in, trg_in = self.augment(src_in, generator), self.augment(trg_in, generator)
+
+        item: dict[str, Any] = {
+            "src_img": src_in,
+            "trg_img": trg_in,
+            "src_kps": torch.where(valid[:, None], points_to_window(src_kps_t, src_window, self.size), 0.0),
+            "trg_kps": torch.where(valid[:, None], points_to_window(trg_kps_t, trg_window, self.size), 0.0),
+            "valid": valid,
+            "src_window": src_window,
+            "trg_window": trg_window,
+            "src_size": torch.tensor(src_hw, dtype=torch.float32),
+            "trg_size": torch.tensor(trg_hw, dtype=torch.float32),
+            "src_bbox": torch.from_numpy(src_bbox),
+            "trg_bbox": torch.from_numpy(trg_bbox),
+            "pck_bound": torch.tensor(pck_bound(rec.bound, trg_bbox, trg_hw, trg_kps), dtype=torch.float32),
+            "category": rec.category,
+            "category_id": rec.category_id,
+            "pair_id": rec.pair_id,
+            "size_class": size_class(trg_bbox if np.isfinite(trg_bbox).all() else _kps_box(trg_kps), trg_hw),
+        }
+        for flag, value in rec.flags.items():
+            item[flag] = int(value)
+        if self.keep_original:
+            item["src_orig"], item["trg_orig"] = src, trg
+        return item
+
+
+def _kps_box(kps: np.ndarray) -> np.ndarray:
+    if len(kps) == 0:
+        return np.full(4, np.nan, dtype=np.float32)
+    return np.concatenate([kps.min(axis=0), kps.max(axis=0)]).astype(np.float32)
+
+
+#: Keys whose per-item values differ in shape and stay lists in a batch.
+LIST_KEYS = ("src_orig", "trg_orig")
+
+
+def collate_pairs(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Stack items into a batch: tensors gain a leading ``B``, strings become lists, and the
+    full-resolution originals (different sizes) stay lists of ``(3, H_i, W_i)`` tensors."""
+    if not items:
+        raise DatasetError("cannot collate an empty batch")
+    lists = {k: [it[k] for it in items] for k in LIST_KEYS if k in items[0]}
+    rest = [{k: v for k, v in it.items() if k not in LIST_KEYS} for it in items]
+    batch = default_collate(rest)
+    batch.update(lists)
+    return batch
+
+
+def warn_skips(name: str, split: str, report: SkipReport) -> None:
+    """Say what was skipped, once per split (a warning, so users see it)."""
+    if report:
+        warnings.warn(f"{name} {split}: skipped {report.summary()}", stacklevel=2)

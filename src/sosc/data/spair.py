@@ -1,0 +1,155 @@
+"""SPair-71k (Min et al. 2019): reader and data module.
+
+On disk (the official archive as extracted, and the CATs/CHM download scripts' tree alike)::
+
+    SPair-71k/
+      JPEGImages/<category>/<image>.jpg
+      ImageAnnotation/<category>/<image>.json
+      PairAnnotation/{trn,val,test}/<pair>.json
+      Layout/large/{trn,val,test}.txt      # "<pair_id>-<src>-<trg>:<category>" per line
+
+``root`` may be the ``SPair-71k`` folder itself or the folder that contains it. The
+synthetic benchmark is written in this same layout and read by this same reader.
+PCK threshold: ``max(w, h)`` of the target object box.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from sosc.data.datamodule import PairDataModule
+from sosc.data.dataset import SkipReport
+from sosc.data.images import image_size
+from sosc.data.records import DIFFICULTY_FLAGS, PairRecord
+from sosc.errors import DatasetError
+
+SPAIR_CATEGORIES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "train", "tvmonitor",
+)
+#: ``sosc`` split name -> SPair-71k's file name.
+SPAIR_SPLITS = {"train": "trn", "val": "val", "test": "test"}
+
+
+def find_spair_root(root: Path) -> Path:
+    """The folder holding ``Layout/``, ``PairAnnotation/`` and ``JPEGImages/``."""
+    for candidate in (root, root / "SPair-71k"):
+        if (candidate / "Layout").is_dir() and (candidate / "PairAnnotation").is_dir():
+            return candidate
+    raise DatasetError(
+        f"no SPair-71k tree under {root} (looked for {root}/Layout and {root}/SPair-71k/Layout): "
+        "download SPair-71k.tar.gz and extract it there, or set `data.root` to where it is"
+    )
+
+
+def _field(data: dict, key: str, path: Path):
+    try:
+        return data[key]
+    except KeyError as err:
+        raise DatasetError(f"{path}: missing key {key!r}; the file is not an SPair-71k pair annotation") from err
+
+
+def _points(value, key: str, path: Path) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float32).reshape(-1, 2)
+    except (TypeError, ValueError) as err:
+        raise DatasetError(f"{path}: {key!r} must be a list of [x, y] pairs, got {str(value)[:80]}") from err
+    return arr
+
+
+def _check_imsize(imsize, path_img: Path, key: str, path: Path) -> None:
+    """SPair's ``*_imsize`` order is not documented: accept (W, H, C) or (H, W, C) but
+    fail loudly if it matches neither the real image."""
+    h, w = image_size(path_img)
+    got = [int(v) for v in list(imsize)[:2]]
+    if got not in ([w, h], [h, w]):
+        raise DatasetError(
+            f"{path}: {key}={list(imsize)} does not match image {path_img} of size W={w}, H={h}; "
+            "the annotation and the image disagree: re-extract the dataset"
+        )
+
+
+def read_spair_pair(path: Path, images: Path, categories: Sequence[str], pair_id: str) -> PairRecord:
+    """Read one SPair-71k pair JSON into a :class:`PairRecord`."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise DatasetError(f"pair annotation {path} is missing: re-extract SPair-71k") from err
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{path}: malformed JSON ({err}); re-extract SPair-71k") from err
+    category = _field(data, "category", path)
+    if category not in categories:
+        raise DatasetError(f"{path}: category {category!r} is not one of {list(categories)}")
+    src_kps = _points(_field(data, "src_kps", path), "src_kps", path)
+    trg_kps = _points(_field(data, "trg_kps", path), "trg_kps", path)
+    if len(src_kps) != len(trg_kps):
+        raise DatasetError(f"{path}: {len(src_kps)} source but {len(trg_kps)} target keypoints")
+    src_path = images / category / _field(data, "src_imname", path)
+    trg_path = images / category / _field(data, "trg_imname", path)
+    _check_imsize(_field(data, "src_imsize", path), src_path, "src_imsize", path)
+    _check_imsize(_field(data, "trg_imsize", path), trg_path, "trg_imsize", path)
+    boxes = []
+    for key in ("src_bndbox", "trg_bndbox"):
+        box = np.asarray(_field(data, key, path), dtype=np.float32).reshape(-1)
+        if box.shape != (4,) or not (box[2] > box[0] and box[3] > box[1]):
+            raise DatasetError(f"{path}: {key} must be [x1, y1, x2, y2] with x2 > x1, y2 > y1, got {box.tolist()}")
+        boxes.append(box)
+    flags = {flag: int(_field(data, flag, path)) for flag in DIFFICULTY_FLAGS}
+    return PairRecord(
+        pair_id=pair_id,
+        src_path=src_path,
+        trg_path=trg_path,
+        src_kps=src_kps,
+        trg_kps=trg_kps,
+        category=category,
+        category_id=list(categories).index(category),
+        bound="bbox",
+        src_bbox=boxes[0],
+        trg_bbox=boxes[1],
+        flags=flags,
+        source=str(path),
+    )
+
+
+def read_spair(
+    root: Path, split: str, categories: Sequence[str] = SPAIR_CATEGORIES
+) -> tuple[list[PairRecord], SkipReport]:
+    """All pairs of a split (``train``, ``val``, ``test``) of an SPair-71k-layout tree."""
+    if split not in SPAIR_SPLITS:
+        raise DatasetError(f"unknown split {split!r}; SPair-71k has {list(SPAIR_SPLITS)}")
+    base = find_spair_root(root)
+    layout = base / "Layout" / "large" / f"{SPAIR_SPLITS[split]}.txt"
+    if not layout.is_file():
+        raise DatasetError(f"split file {layout} is missing: re-extract SPair-71k (it ships Layout/large/)")
+    records: list[PairRecord] = []
+    report = SkipReport()
+    for lineno, line in enumerate(layout.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        if ":" not in line:
+            raise DatasetError(f"{layout}:{lineno}: expected '<pair>-<src>-<trg>:<category>', got {line!r}")
+        rec = read_spair_pair(
+            base / "PairAnnotation" / SPAIR_SPLITS[split] / f"{line}.json", base / "JPEGImages", categories, line
+        )
+        if rec.num_kps == 0:
+            report.pairs["no keypoint in common"] += 1
+            continue
+        records.append(rec)
+    return records, report
+
+
+class SPair71kDataModule(PairDataModule):
+    """SPair-71k: 53,340 / 5,384 / 12,234 pairs (large layout), 18 categories, PCK by the
+    target object box. See :class:`sosc.data.datamodule.PairDataModule` for the arguments."""
+
+    name = "SPair-71k"
+    categories: Sequence[str] = SPAIR_CATEGORIES
+    difficulty_flags: Sequence[str] = DIFFICULTY_FLAGS
+
+    def read_split(self, split: str) -> tuple[list[PairRecord], SkipReport]:
+        return read_spair(self.root, split, self.categories)

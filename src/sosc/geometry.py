@@ -1,0 +1,216 @@
+"""Windows: how an original image becomes a network input, and how points map back.
+
+A **window** is an axis-aligned box ``(x0, y0, x1, y1)`` in original image pixels that is
+resampled to the network input of size ``(S_h, S_w)``. The plain path uses the full
+image ``(0, 0, W, H)``; KBC only picks a different window. All resizing, cropping and
+inverse point maps of ``sosc`` live in this module.
+
+Coordinates are continuous: an image of width ``W`` spans ``[0, W]``, and pixel ``i``
+covers ``[i, i + 1)`` (its centre is ``i + 0.5``). Resampling follows the same
+convention (``align_corners=False``), so a point maps into a window by
+
+    p' = (p - (x0, y0)) * (S_w / (x1 - x0), S_h / (y1 - y0))
+
+and back by the inverse, exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from sosc.errors import ShapeError, check_shape
+
+Size = tuple[int, int]
+
+
+def as_size(size: int | Sequence[int]) -> Size:
+    """Normalise an input size to ``(S_h, S_w)``; an int means a square.
+
+    >>> as_size(256)
+    (256, 256)
+    >>> as_size((240, 320))
+    (240, 320)
+    """
+    if isinstance(size, int):
+        return (size, size)
+    size = tuple(int(s) for s in size)
+    if len(size) != 2 or min(size) <= 0:
+        raise ShapeError(f"input size must be an int or (S_h, S_w) of positive ints, got {size}")
+    return size  # type: ignore[return-value]
+
+
+def full_window(height: float, width: float, *, device=None, dtype=torch.float32) -> torch.Tensor:
+    """The window ``(0, 0, W, H)`` that covers a whole ``H x W`` image, shape ``(4,)``.
+
+    >>> full_window(480, 640).tolist()
+    [0.0, 0.0, 640.0, 480.0]
+    """
+    return torch.tensor([0.0, 0.0, float(width), float(height)], device=device, dtype=dtype)
+
+
+def _scale(window: torch.Tensor, size: Size) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-window offset ``(x0, y0)`` and scale ``(S_w / w, S_h / h)``, each ``(..., 2)``."""
+    wh = window[..., 2:] - window[..., :2]
+    if bool((wh <= 0).any()):
+        raise ShapeError(f"window must have x1 > x0 and y1 > y0, got {window.tolist()}")
+    target = torch.tensor([size[1], size[0]], dtype=window.dtype, device=window.device)
+    return window[..., :2], target / wh
+
+
+def points_to_window(points: torch.Tensor, window: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
+    """Map original-pixel points into the network input that ``window`` is resampled to.
+
+    Args:
+        points: ``(N, 2)`` or ``(B, N, 2)`` ``(x, y)`` original pixels.
+        window: ``(4,)`` or ``(B, 4)`` ``(x0, y0, x1, y1)`` original pixels.
+        size: network input ``(S_h, S_w)`` (or an int for a square).
+
+    Returns:
+        Points in input pixels, same shape as ``points``. Padding entries are mapped
+        like any other value; the ``valid`` mask stays the caller's.
+
+    >>> w = torch.tensor([10.0, 20.0, 110.0, 70.0])
+    >>> points_to_window(torch.tensor([[60.0, 45.0]]), w, (100, 200)).tolist()
+    [[100.0, 50.0]]
+    """
+    size = as_size(size)
+    offset, scale = _scale(window, size)
+    if points.dim() == 3 and window.dim() == 2:
+        offset, scale = offset[:, None], scale[:, None]
+    return (points - offset) * scale
+
+
+def points_from_window(points: torch.Tensor, window: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
+    """Inverse of :func:`points_to_window`: input pixels back to original pixels.
+
+    >>> w = torch.tensor([10.0, 20.0, 110.0, 70.0])
+    >>> points_from_window(torch.tensor([[100.0, 50.0]]), w, (100, 200)).tolist()
+    [[60.0, 45.0]]
+    """
+    size = as_size(size)
+    offset, scale = _scale(window, size)
+    if points.dim() == 3 and window.dim() == 2:
+        offset, scale = offset[:, None], scale[:, None]
+    return points / scale + offset
+
+
+def boxes_to_window(boxes: torch.Tensor, window: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
+    """Map ``(..., 4)`` boxes ``(x0, y0, x1, y1)`` into a window's input pixels."""
+    corners = boxes.reshape(*boxes.shape[:-1], 2, 2)
+    return points_to_window(corners, window, size).reshape(boxes.shape)
+
+
+def resample_window(image: torch.Tensor, window: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
+    """Resample the ``window`` of one image to ``size`` (bilinear, zeros outside the image).
+
+    Where the window shrinks an axis, the image is first downscaled along it with an
+    antialiasing filter, so a full-image window gives exactly the antialiased resize.
+
+    Args:
+        image: ``(C, H, W)`` float.
+        window: ``(4,)`` ``(x0, y0, x1, y1)`` original pixels; may extend past the image.
+        size: output ``(S_h, S_w)``.
+
+    Returns:
+        ``(C, S_h, S_w)``.
+
+    >>> img = torch.arange(16.0).reshape(1, 4, 4)
+    >>> resample_window(img, torch.tensor([2.0, 2.0, 4.0, 4.0]), (2, 2))[0].tolist()
+    [[10.0, 11.0], [14.0, 15.0]]
+    """
+    check_shape("image", image, ("C", "H", "W"))
+    check_shape("window", window, (4,))
+    s_h, s_w = as_size(size)
+    _, height, width = image.shape
+    window = window.to(device=image.device, dtype=torch.float32)
+    x0, y0, x1, y1 = window.tolist()
+    if not (x1 > x0 and y1 > y0):
+        raise ShapeError(f"window must have x1 > x0 and y1 > y0, got {[x0, y0, x1, y1]}")
+    # Antialiased pre-shrink along the axes the window shrinks.
+    fx = min(1.0, s_w / (x1 - x0))
+    fy = min(1.0, s_h / (y1 - y0))
+    src = image
+    if fx < 1.0 or fy < 1.0:
+        new_h = max(1, round(height * fy))
+        new_w = max(1, round(width * fx))
+        src = F.interpolate(
+            image[None].float(), size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True
+        )[0]
+    xs = x0 + (torch.arange(s_w, device=image.device, dtype=torch.float32) + 0.5) * ((x1 - x0) / s_w)
+    ys = y0 + (torch.arange(s_h, device=image.device, dtype=torch.float32) + 0.5) * ((y1 - y0) / s_h)
+    # Normalised coordinates are invariant to the pre-shrink: 2 x / W - 1.
+    gx = 2.0 * xs / width - 1.0
+    gy = 2.0 * ys / height - 1.0
+    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)[None]
+    out = F.grid_sample(src[None].float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out[0].to(image.dtype)
+
+
+def resample_windows(
+    images: torch.Tensor | Sequence[torch.Tensor], windows: torch.Tensor, size: int | Sequence[int]
+) -> torch.Tensor:
+    """Batch form of :func:`resample_window` with one window per image.
+
+    Args:
+        images: ``(B, C, H, W)`` or a list of ``B`` tensors ``(C, H_i, W_i)``.
+        windows: ``(B, 4)`` original pixels.
+        size: output ``(S_h, S_w)``.
+
+    Returns:
+        ``(B, C, S_h, S_w)``.
+    """
+    check_shape("windows", windows, ("B", 4))
+    if len(images) != windows.shape[0]:
+        raise ShapeError(f"got {len(images)} images but {windows.shape[0]} windows")
+    return torch.stack([resample_window(img, win, size) for img, win in zip(images, windows)])
+
+
+def image_sizes(images: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    """Original sizes ``(B, 2)`` as ``(H, W)`` of a batch tensor or a list of images."""
+    if isinstance(images, torch.Tensor):
+        check_shape("images", images, ("B", "C", "H", "W"))
+        b, _, h, w = images.shape
+        return torch.tensor([[h, w]] * b, dtype=torch.float32, device=images.device)
+    return torch.tensor([[img.shape[-2], img.shape[-1]] for img in images], dtype=torch.float32,
+                        device=images[0].device if len(images) else None)
+
+
+def full_windows(sizes: torch.Tensor) -> torch.Tensor:
+    """Full-image windows ``(B, 4)`` for sizes ``(B, 2)`` given as ``(H, W)``."""
+    zeros = torch.zeros_like(sizes)
+    return torch.cat([zeros, sizes.flip(-1)], dim=-1)
+
+
+def points_box(points: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Tight box ``(x0, y0, x1, y1)`` of the valid points; NaN where none is valid.
+
+    Args:
+        points: ``(N, 2)`` or ``(B, N, 2)``.
+        valid: ``(N,)`` or ``(B, N)`` bool, or None for all valid.
+
+    Returns:
+        ``(4,)`` or ``(B, 4)``. Padding entries never enter the box.
+
+    >>> points_box(torch.tensor([[1.0, 5.0], [3.0, 2.0], [9.0, 9.0]]), torch.tensor([True, True, False])).tolist()
+    [1.0, 2.0, 3.0, 5.0]
+    """
+    if valid is None:
+        valid = torch.ones(points.shape[:-1], dtype=torch.bool, device=points.device)
+    inf = torch.tensor(float("inf"), dtype=points.dtype, device=points.device)
+    m = valid[..., None]
+    lo = torch.where(m, points, inf).amin(dim=-2)
+    hi = torch.where(m, points, -inf).amax(dim=-2)
+    box = torch.cat([lo, hi], dim=-1)
+    none = ~valid.any(dim=-1)
+    return torch.where(none[..., None], torch.full_like(box, float("nan")), box)
+
+
+def inside_image(points: torch.Tensor, size_hw: torch.Tensor, tolerance: float = 0.0) -> torch.Tensor:
+    """Whether ``(..., N, 2)`` points lie in ``[0, W] x [0, H]`` (``size_hw`` ``(..., 2)``)."""
+    wh = size_hw.flip(-1)
+    if points.dim() == wh.dim() + 1:
+        wh = wh[..., None, :]
+    return ((points >= -tolerance) & (points <= wh + tolerance)).all(dim=-1)

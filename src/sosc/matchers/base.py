@@ -1,0 +1,115 @@
+"""The matcher contract and the functional pieces that matchers share.
+
+A **matcher** is any callable ``matcher(src_img, trg_img, src_kps, valid)`` with
+
+- ``src_img``, ``trg_img``: ``(B, 3, S_h, S_w)`` float RGB in ``[0, 1]`` (network input);
+- ``src_kps``: ``(B, N, 2)`` ``(x, y)`` source keypoints in input pixels;
+- ``valid``: ``(B, N)`` bool; padded keypoints must not change the valid results;
+
+that returns the target keypoints ``(B, N, 2)`` in input pixels, either as a tensor or as
+a :class:`MatchOutput` that may carry a dense flow, a score volume and a per-keypoint
+confidence alongside. :func:`keypoints_of` reads either. Matchers normalise images for
+their own backbone inside ``forward`` and never import Lightning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+
+from sosc.geometry import as_size
+
+
+@dataclass
+class MatchOutput:
+    """What a matcher may return.
+
+    Attributes:
+        kps: ``(B, N, 2)`` predicted target keypoints, input pixels.
+        flow: ``(B, 2, h_s, w_s)`` optional dense source-to-target flow: for each source cell,
+            the target position ``(x, y)`` in input pixels.
+        confidence: ``(B, N)`` optional, in ``[0, 1]``: how peaked each keypoint's score is.
+        scores: optional score volume ``(B, h_s, w_s, h_t, w_t)`` (for analysis).
+    """
+
+    kps: torch.Tensor
+    flow: torch.Tensor | None = None
+    confidence: torch.Tensor | None = None
+    scores: torch.Tensor | None = None
+
+
+@runtime_checkable
+class Matcher(Protocol):
+    """Structural type of a matcher (see the module docstring)."""
+
+    def __call__(
+        self, src_img: torch.Tensor, trg_img: torch.Tensor, src_kps: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor | MatchOutput: ...
+
+
+def keypoints_of(output: torch.Tensor | MatchOutput) -> torch.Tensor:
+    """The ``(B, N, 2)`` keypoints of a matcher's output, whichever form it took."""
+    return output.kps if isinstance(output, MatchOutput) else output
+
+
+def cell_centers(height: int, width: int, size: int | Sequence[int], *, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Input-pixel ``(x, y)`` centres of an ``height x width`` feature grid, ``(height, width, 2)``.
+
+    Feature cell ``(i, j)`` of a map covering an ``S_h x S_w`` input sits at
+    ``((j + 0.5) * S_w / width, (i + 0.5) * S_h / height)``.
+
+    >>> cell_centers(2, 2, 8)[1, 0].tolist()
+    [2.0, 6.0]
+    """
+    s_h, s_w = as_size(size)
+    xs = (torch.arange(width, device=device, dtype=dtype) + 0.5) * (s_w / width)
+    ys = (torch.arange(height, device=device, dtype=dtype) + 0.5) * (s_h / height)
+    return torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)
+
+
+def sample_at(features: torch.Tensor, points: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
+    """Bilinearly sample ``features`` ``(B, C, h, w)`` at input-pixel ``points`` ``(B, N, 2)``.
+
+    Points are clamped to the image; the result is ``(B, N, C)``.
+    """
+    s_h, s_w = as_size(size)
+    scale = torch.tensor([2.0 / s_w, 2.0 / s_h], device=points.device, dtype=points.dtype)
+    grid = (points * scale - 1.0).clamp(-1.0, 1.0).to(features.dtype)
+    out = F.grid_sample(features, grid[:, :, None, :], mode="bilinear", padding_mode="border", align_corners=False)
+    return out[..., 0].transpose(1, 2)
+
+
+def soft_argmax(
+    scores: torch.Tensor, size: int | Sequence[int], temperature: float = 0.05, kernel_sigma: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Expected input-pixel position under a softmax over the last two dims of ``scores``.
+
+    Args:
+        scores: ``(..., h, w)`` similarity (higher is better).
+        size: input ``(S_h, S_w)`` the grid covers.
+        temperature: softmax temperature on ``scores``.
+        kernel_sigma: if given, a Gaussian window (sigma in grid cells) centred on the
+            arg-max multiplies the probabilities before renormalisation (kernel soft-argmax):
+            a second mode far from the peak cannot drag the estimate.
+
+    Returns:
+        ``(..., 2)`` positions ``(x, y)`` in input pixels, and ``(...)`` the peak probability
+        (a confidence in ``[0, 1]``).
+    """
+    *lead, h, w = scores.shape
+    flat = scores.reshape(-1, h * w).float()
+    prob = torch.softmax(flat / temperature, dim=-1)
+    centers = cell_centers(h, w, size, device=scores.device).reshape(h * w, 2)
+    if kernel_sigma is not None:
+        peak = flat.argmax(dim=-1)
+        grid_xy = cell_centers(h, w, (h, w), device=scores.device).reshape(h * w, 2)
+        d2 = ((grid_xy[None] - grid_xy[peak][:, None]) ** 2).sum(-1)
+        prob = prob * torch.exp(-d2 / (2.0 * kernel_sigma**2))
+        prob = prob / prob.sum(-1, keepdim=True).clamp_min(1e-12)
+    pos = prob @ centers
+    conf = prob.amax(dim=-1)
+    return pos.reshape(*lead, 2).to(scores.dtype), conf.reshape(lead)

@@ -1,0 +1,182 @@
+"""PCK, the percentage of correct keypoints, as plain functions and a torchmetrics metric.
+
+``PCK@alpha`` counts a predicted keypoint as correct when its distance to the ground
+truth is at most ``alpha * L``, both in **original target pixels** (``L`` per pair, see
+:func:`sosc.data.records.pck_bound`). Padded keypoints (``valid`` False) never count.
+Values are fractions in ``[0, 1]``; only printed tables multiply by 100.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+from sosc.errors import ShapeError, check_shape
+
+
+def keypoint_correct(
+    pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, bound: torch.Tensor, alpha: float
+) -> torch.Tensor:
+    """Which keypoints are within ``alpha * bound`` of the ground truth.
+
+    Args:
+        pred, gt: ``(B, N, 2)`` ``(x, y)`` in the pixels ``bound`` is in.
+        valid: ``(B, N)`` bool.
+        bound: ``(B,)`` the PCK ``L`` per pair.
+        alpha: threshold factor.
+
+    Returns:
+        ``(B, N)`` bool, False at padded entries.
+
+    >>> p = torch.tensor([[[0.0, 0.0], [5.0, 0.0], [9.0, 9.0]]])
+    >>> keypoint_correct(p, torch.zeros(1, 3, 2), torch.tensor([[True, True, False]]), torch.tensor([40.0]), 0.1).tolist()
+    [[True, False, False]]
+    """
+    check_shape("pred", pred, ("B", "N", 2))
+    check_shape("gt", gt, (pred.shape[0], pred.shape[1], 2))
+    check_shape("valid", valid, (pred.shape[0], pred.shape[1]))
+    check_shape("bound", bound, (pred.shape[0],))
+    dist = torch.linalg.vector_norm((pred - gt).float(), dim=-1)
+    return valid & (dist <= alpha * bound.float()[:, None])
+
+
+def pck_per_pair(
+    pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, bound: torch.Tensor, alpha: float = 0.1
+) -> torch.Tensor:
+    """Each pair's fraction of correct valid keypoints, ``(B,)``; NaN for a pair with none.
+
+    >>> p = torch.tensor([[[0.0, 0.0], [5.0, 0.0]]])
+    >>> pck_per_pair(p, torch.zeros(1, 2, 2), torch.ones(1, 2, dtype=torch.bool), torch.tensor([40.0])).tolist()
+    [0.5]
+    """
+    correct = keypoint_correct(pred, gt, valid, bound, alpha)
+    count = valid.sum(-1)
+    frac = correct.sum(-1).float() / count.clamp_min(1)
+    return torch.where(count > 0, frac, torch.full_like(frac, float("nan")))
+
+
+def _key(alpha: float) -> str:
+    return f"{alpha:g}"
+
+
+class PCK(Metric):
+    """PCK at several thresholds, per pair and per keypoint, per category and per group.
+
+    Args:
+        alphas: thresholds, e.g. ``(0.05, 0.1, 0.15)``.
+        categories: category names; ``update`` may then take names or ids. Without them,
+            ids are reported as given.
+        groups: names of integer per-pair attributes to break results down by (e.g. the
+            SPair-71k difficulty flags, or ``size_class``).
+
+    ``update(pred_kps, gt_kps, valid, bound, category=None, groups=None)`` takes keypoints
+    ``(B, N, 2)`` in the pixels of ``bound`` ``(B,)``, ``valid`` ``(B, N)`` bool, ``category``
+    a list of ``B`` names or a ``(B,)`` int tensor, ``groups`` a dict name -> ``(B,)`` ints.
+    Pairs whose bound is not finite or that have no valid keypoint are counted apart
+    (``skipped``) and never enter a mean.
+
+    ``compute()`` returns a dict of floats: ``pck@A`` (mean over pairs of each pair's fraction
+    of correct keypoints), ``pck_kp@A`` (over all valid keypoints), ``pck@A/<category>``,
+    ``pck@A/<group>=<value>``, and the counts ``pairs``, ``keypoints``, ``skipped``.
+    States are concatenated across processes, so the distributed result equals the
+    single-process one.
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = True
+
+    def __init__(
+        self,
+        alphas: Sequence[float] = (0.05, 0.1, 0.15),
+        categories: Sequence[str] | None = None,
+        groups: Sequence[str] = (),
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not alphas or any(a <= 0 for a in alphas):
+            raise ShapeError(f"alphas must be positive thresholds, got {alphas}")
+        self.alphas = tuple(float(a) for a in alphas)
+        self.categories = list(categories) if categories is not None else None
+        self.group_names = tuple(groups)
+        self.add_state("correct", default=[], dist_reduce_fx="cat")  # (P, A) correct counts
+        self.add_state("count", default=[], dist_reduce_fx="cat")  # (P,) valid counts
+        self.add_state("category", default=[], dist_reduce_fx="cat")  # (P,) ids, -1 unknown
+        self.add_state("group", default=[], dist_reduce_fx="cat")  # (P, G)
+        self.add_state("skipped", default=torch.tensor(0), dist_reduce_fx="sum")
+
+    def _category_ids(self, category, batch: int, device) -> torch.Tensor:
+        if category is None:
+            return torch.full((batch,), -1, dtype=torch.long, device=device)
+        if isinstance(category, torch.Tensor):
+            return category.to(device=device, dtype=torch.long).reshape(batch)
+        if self.categories is None:
+            raise ShapeError("PCK got category names but no `categories` list: pass PCK(categories=[...])")
+        try:
+            return torch.tensor([self.categories.index(c) for c in category], dtype=torch.long, device=device)
+        except ValueError as err:
+            raise ShapeError(f"unknown category in {list(category)}; PCK knows {self.categories}") from err
+
+    def update(
+        self,
+        pred_kps: torch.Tensor,
+        gt_kps: torch.Tensor,
+        valid: torch.Tensor,
+        bound: torch.Tensor,
+        category: Sequence[str] | torch.Tensor | None = None,
+        groups: dict[str, torch.Tensor] | None = None,
+    ) -> None:
+        batch = pred_kps.shape[0]
+        correct = torch.stack(
+            [keypoint_correct(pred_kps, gt_kps, valid, bound, a).sum(-1) for a in self.alphas], dim=-1
+        )
+        count = valid.sum(-1)
+        keep = (count > 0) & torch.isfinite(bound) & (bound > 0)
+        groups = groups or {}
+        missing = [g for g in self.group_names if g not in groups]
+        if missing:
+            raise ShapeError(f"PCK.update: groups {missing} were declared but not given")
+        group = (
+            torch.stack([groups[g].to(self.device).long().reshape(batch) for g in self.group_names], dim=-1)
+            if self.group_names
+            else torch.zeros(batch, 0, dtype=torch.long, device=self.device)
+        )
+        self.correct.append(correct[keep])
+        self.count.append(count[keep])
+        self.category.append(self._category_ids(category, batch, pred_kps.device)[keep])
+        self.group.append(group[keep])
+        self.skipped += int((~keep).sum())
+
+    def _name(self, cid: int) -> str:
+        if self.categories is not None and 0 <= cid < len(self.categories):
+            return self.categories[cid]
+        return str(cid)
+
+    def compute(self) -> dict[str, float]:
+        if not self.count:
+            return {"pairs": 0.0, "keypoints": 0.0, "skipped": float(self.skipped)}
+        correct = dim_zero_cat(self.correct).float()
+        count = dim_zero_cat(self.count).float()
+        category = dim_zero_cat(self.category)
+        group = dim_zero_cat(self.group).reshape(len(count), len(self.group_names))
+        frac = correct / count[:, None]
+        out: dict[str, float] = {
+            "pairs": float(len(count)),
+            "keypoints": float(count.sum()),
+            "skipped": float(self.skipped),
+        }
+        for i, a in enumerate(self.alphas):
+            k = _key(a)
+            out[f"pck@{k}"] = float(frac[:, i].mean())
+            out[f"pck_kp@{k}"] = float(correct[:, i].sum() / count.sum())
+            for cid in sorted(set(category.tolist())):
+                m = category == cid
+                out[f"pck@{k}/{self._name(cid)}"] = float(frac[m, i].mean())
+            for g, name in enumerate(self.group_names):
+                for value in sorted(set(group[:, g].tolist())):
+                    m = group[:, g] == value
+                    out[f"pck@{k}/{name}={value}"] = float(frac[m, i].mean())
+        return out
