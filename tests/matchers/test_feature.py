@@ -1,0 +1,63 @@
+"""FeatureMatcher: the training-free baseline under the matcher contract."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sosc.errors import ShapeError
+from sosc.matchers import FeatureMatcher, MatchOutput
+
+
+@pytest.fixture(scope="module")
+def matcher():
+    return FeatureMatcher("tf_efficientnet_lite0", pretrained="package", strides=(8, 16)).eval()
+
+
+def photo(size=(96, 128)):
+    skdata = pytest.importorskip("skimage.data")
+    img = torch.from_numpy(np.ascontiguousarray(skdata.astronaut())).permute(2, 0, 1).float()[None] / 255
+    return F.interpolate(img, size=size, mode="bilinear", antialias=True, align_corners=False)
+
+
+class TestFeatureMatcher:
+    def test_identity_pair_recovers_keypoints(self, matcher):
+        img = photo()
+        kps = torch.tensor([[[20.0, 30.0], [64.0, 48.0], [100.0, 70.0], [40.0, 80.0]]])
+        with torch.no_grad():
+            out = matcher(img, img, kps, torch.ones(1, 4, dtype=torch.bool))
+        assert isinstance(out, MatchOutput) and out.kps.shape == (1, 4, 2)
+        assert (out.kps - kps).norm(dim=-1).max() < 8.0  # within one stride-8 cell
+        assert out.confidence.shape == (1, 4) and (out.confidence <= 1).all()
+
+    def test_padding_never_changes_valid_results(self, matcher):
+        img = photo()
+        kps = torch.tensor([[[20.0, 30.0], [64.0, 48.0], [0.0, 0.0]]])
+        valid = torch.tensor([[True, True, False]])
+        other = kps.clone()
+        other[0, 2] = torch.tensor([1e4, -1e4])
+        with torch.no_grad():
+            a = matcher(img, img, kps, valid).kps
+            b = matcher(img, img, other, valid).kps
+        assert torch.equal(a[valid], b[valid])
+
+    def test_untrained_projection_is_identity(self, matcher):
+        for conv in matcher.proj:
+            assert torch.equal(conv.weight[:, :, 0, 0], torch.eye(conv.weight.shape[0]))
+
+    def test_size_not_divisible_is_a_clear_error(self, matcher):
+        with pytest.raises(ShapeError, match="divisible by 16"):
+            matcher(torch.rand(1, 3, 50, 64), torch.rand(1, 3, 50, 64), torch.zeros(1, 1, 2), None)
+
+    def test_nan_image_is_a_clear_error(self, matcher):
+        img = torch.rand(1, 3, 32, 32)
+        img[0, 0, 0, 0] = float("nan")
+        with pytest.raises(ShapeError, match="NaN"):
+            matcher(img, img, torch.zeros(1, 1, 2), None)
+
+    def test_trains(self):
+        m = FeatureMatcher("resnet18", pretrained=False, strides=(8,), freeze_backbone=True).train()
+        out = m(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32), torch.rand(2, 3, 2) * 32, None)
+        out.kps.sum().backward()
+        assert m.proj[0].weight.grad is not None
+        assert all(p.grad is None for p in m.backbone.parameters())

@@ -1,0 +1,84 @@
+"""The `sosc` command in-process: fit, test, predict, overrides and bad input."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sosc.cli import main
+
+
+def common(root: Path, logs: Path) -> list[str]:
+    return [
+        "--data", "sosc.data.SPair71kDataModule", "--data.root", str(root), "--data.img_size", "64",
+        "--data.num_workers", "0", "--data.batch_size", "2",
+        "--model.matcher.backbone", "resnet18", "--model.matcher.pretrained", "false",
+        "--model.matcher.strides", "[8, 16]",
+        "--trainer.logger.save_dir", str(logs), "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+    ]
+
+
+@pytest.fixture
+def trained(spair_tree, tmp_path):
+    root, _ = spair_tree
+    args = common(root, tmp_path / "logs")
+    cli = main(["fit", *args, "--trainer.max_steps", "2"])
+    ckpt = cli.trainer.checkpoint_callback.best_model_path or cli.trainer.checkpoint_callback.last_model_path
+    assert Path(ckpt).is_file()
+    return args, ckpt, tmp_path
+
+
+class TestCLI:
+    def test_fit_then_test_writes_the_report(self, trained):
+        args, ckpt, tmp = trained
+        cli = main(["test", *args, "--ckpt_path", ckpt])
+        folder = Path(cli.trainer.log_dir)
+        assert (folder / "pck_plain.csv").is_file() and (folder / "pck_plain.md").is_file()
+        metrics = cli.trainer.callback_metrics
+        assert {"test/pck@0.1", "test/pck_kp@0.1", "test/pck@0.05"} <= set(metrics)
+        assert 0.0 <= float(metrics["test/pck@0.1"]) <= 1.0
+
+    def test_command_line_beats_checkpoint_hyperparameters(self, trained):
+        args, ckpt, _ = trained
+        cli = main(["test", *args, "--ckpt_path", ckpt, "--model.kbc", "true", "--model.kbc_target", "object-bbox"])
+        assert cli.model.hparams.kbc is True and cli.model.hparams.kbc_target == "object-bbox"
+        assert (Path(cli.trainer.log_dir) / "pck_kbc_object-bbox.md").is_file()
+
+    def test_predict_writes_json(self, trained, spair_tree):
+        args, ckpt, tmp = trained
+        out = tmp / "pred.json"
+        main(["predict", *args, "--ckpt_path", ckpt, "--model.predictions_file", str(out)])
+        data = json.loads(out.read_text())
+        _, written = spair_tree
+        assert len(data["pairs"]) == len(written["test"])
+        first = data["pairs"][0]
+        assert len(first["trg_kps"]) == len(written["test"][0]["trg_kps"])
+
+    def test_input_size_is_linked(self, spair_tree, tmp_path):
+        root, _ = spair_tree
+        cli = main(common(root, tmp_path), run=False)
+        assert cli.model.input_size == (64, 64)
+
+    def test_kbc_train_p_reaches_the_data(self, spair_tree, tmp_path):
+        root, _ = spair_tree
+        cli = main([*common(root, tmp_path), "--model.kbc_train_p", "0.25"], run=False)
+        assert cli.datamodule.kbc_train_p == 0.25
+
+    def test_unknown_key_is_rejected(self, spair_tree, tmp_path):
+        root, _ = spair_tree
+        with pytest.raises(SystemExit):
+            main([*common(root, tmp_path), "--model.no_such_option", "1"], run=False)
+
+    def test_bad_kbc_target_is_rejected(self, spair_tree, tmp_path):
+        root, _ = spair_tree
+        with pytest.raises(SystemExit):
+            main([*common(root, tmp_path), "--model.kbc_target", "ground-truth"], run=False)
+
+    @pytest.mark.parametrize("name", ["synthetic", "spair", "pfpascal", "pfwillow"])
+    def test_configs_parse(self, name, tmp_path):
+        path = Path(__file__).parents[1] / "configs" / f"{name}.yaml"
+        if not path.is_file():
+            pytest.skip(f"{path} not written yet")
+        cli = main(["--config", str(path), "--trainer.logger.init_args.save_dir", str(tmp_path)], run=False)
+        assert cli.model is not None
