@@ -62,8 +62,9 @@ class TestCLI:
 
     def test_kbc_train_p_reaches_the_data(self, spair_tree, tmp_path):
         root, _ = spair_tree
-        cli = main([*common(root, tmp_path), "--model.kbc_train_p", "0.25"], run=False)
-        assert cli.datamodule.kbc_train_p == 0.25
+        cli = main([*common(root, tmp_path), "--model.kbc_train_p", "0.25", "--model.kbc_rho", "0.6"], run=False)
+        assert cli.datamodule.kbc_train["train_p"] == 0.25 and cli.datamodule.kbc_train["rho"] == 0.6
+        assert cli.datamodule.train_window_fn() is not None
 
     def test_unknown_key_is_rejected(self, spair_tree, tmp_path):
         root, _ = spair_tree

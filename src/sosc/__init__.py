@@ -6,6 +6,19 @@ PCK as a fraction.
 """
 
 from sosc.errors import ConfigError, DatasetError, ShapeError, SoscError
+from sosc.kbc import (
+    KBCConfig,
+    KBCOutput,
+    KBCWrapper,
+    grow_box,
+    kbc_box,
+    kbc_train_windows,
+    kbc_trigger,
+    kbc_window,
+    kbc_windows,
+    match_in_windows,
+    match_plain,
+)
 from sosc.losses import keypoint_epe
 from sosc.matchers import Backbone, FeatureMatcher, MatchOutput, keypoints_of
 from sosc.metrics import PCK, keypoint_correct, pck_per_pair
@@ -20,11 +33,22 @@ __all__ = [
     "CorrespondenceModule",
     "DatasetError",
     "FeatureMatcher",
+    "KBCConfig",
+    "KBCOutput",
+    "KBCWrapper",
     "MatchOutput",
     "ShapeError",
     "SoscError",
+    "grow_box",
+    "kbc_box",
+    "kbc_train_windows",
+    "kbc_trigger",
+    "kbc_window",
+    "kbc_windows",
     "keypoint_correct",
     "keypoint_epe",
     "keypoints_of",
+    "match_in_windows",
+    "match_plain",
     "pck_per_pair",
 ]

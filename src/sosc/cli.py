@@ -17,6 +17,11 @@ from sosc.data.datamodule import PairDataModule
 from sosc.module import CorrespondenceModule
 
 
+def train_kbc_options(train_p: float, tau: float, rho: float, margin: float, s_max: float) -> dict[str, float]:
+    """The data module's train-time KBC options, from the model's ``kbc_*`` settings."""
+    return {"train_p": train_p, "tau": tau, "rho": rho, "margin": margin, "s_max": s_max}
+
+
 class SoscCLI(LightningCLI):
     """LightningCLI with ``sosc``'s links and defaults (CSV logging, FeatureMatcher)."""
 
@@ -31,7 +36,11 @@ class SoscCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.init_args.img_size", "model.input_size")
-        parser.link_arguments("model.kbc_train_p", "data.init_args.kbc_train_p")
+        parser.link_arguments(
+            ("model.kbc_train_p", "model.kbc_tau", "model.kbc_rho", "model.kbc_margin", "model.kbc_s_max"),
+            "data.init_args.kbc_train",
+            compute_fn=train_kbc_options,
+        )
         parser.set_defaults(
             {
                 "model.matcher": {"class_path": "sosc.matchers.FeatureMatcher"},

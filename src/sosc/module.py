@@ -23,6 +23,7 @@ from torch import nn
 from sosc.data.records import DIFFICULTY_FLAGS, SIZE_CLASSES
 from sosc.errors import ConfigError
 from sosc.geometry import as_size, points_from_window
+from sosc.kbc import KBCConfig, KBCOutput, KBCWrapper
 from sosc.losses import keypoint_epe
 from sosc.matchers.base import keypoints_of
 from sosc.metrics import PCK
@@ -49,7 +50,10 @@ class CorrespondenceModule(L.LightningModule):
             ``object-bbox`` (annotated target box), ``oracle`` (ground truth; leaks the answer,
             logged under ``test_oracle_leak/``).
         kbc_tau, kbc_rho, kbc_margin, kbc_s_max: KBC settings (METHOD.md).
-        kbc_train_p: probability of train-time KBC (applied by the data module; the CLI links it).
+        kbc_guard: in ``pred-box`` mode, a more generous target window and a fall-back to
+            pass 1 where pass 1 looks unreliable (:class:`sosc.kbc.KBCConfig`).
+        kbc_train_p: probability of train-time KBC (applied by the data module, to which the
+            CLI links it with the other KBC settings).
         alphas: PCK thresholds.
         predictions_file: where ``predict`` writes its JSON (default ``<log_dir>/predictions.json``).
     """
@@ -69,20 +73,23 @@ class CorrespondenceModule(L.LightningModule):
         kbc_rho: float = 0.7,
         kbc_margin: float = 0.15,
         kbc_s_max: float = 4.0,
-        kbc_train_p: float = 0.0,
+        kbc_guard: bool = True,
+        kbc_train_p: float = 0.5,
         alphas: Sequence[float] = (0.05, 0.1, 0.15),
         predictions_file: str | None = None,
     ) -> None:
         super().__init__()
-        if kbc_target not in ("pred-box", "object-bbox", "oracle"):
-            raise ConfigError(f"model.kbc_target={kbc_target!r}: choose pred-box, object-bbox or oracle")
-        if not 0.0 <= kbc_train_p <= 1.0:
-            raise ConfigError(f"model.kbc_train_p={kbc_train_p} must be a probability in [0, 1]")
+        try:
+            self.kbc_config = KBCConfig(
+                enabled=True, tau=kbc_tau, rho=kbc_rho, margin=kbc_margin, s_max=kbc_s_max,
+                target=kbc_target, train_p=kbc_train_p, guard=kbc_guard,
+            )
+        except ConfigError as err:
+            raise ConfigError(f"model.kbc_*: {err}") from err
         self.save_hyperparameters(ignore=["matcher"])
         self.matcher = matcher
         self.input_size = as_size(input_size)
         self.alphas = tuple(alphas)
-        self._kbc_wrapper: nn.Module | None = None
         self._predictions: list[dict[str, Any]] = []
         self.categories: list[str] | None = None
         self.groups: tuple[str, ...] = ("size",)
@@ -96,18 +103,12 @@ class CorrespondenceModule(L.LightningModule):
         self.groups = (*flags, "size")
         self.val_pck = PCK(self.alphas, categories=self.categories, groups=self.groups)
         self.test_pck = PCK(self.alphas, categories=self.categories, groups=self.groups)
+        self.test_pck_plain = PCK(self.alphas, categories=self.categories, groups=self.groups)
 
-    @property
-    def kbc_wrapper(self) -> nn.Module:
-        if self._kbc_wrapper is None:
-            from sosc.kbc import KBCWrapper
-
-            hp = self.hparams
-            self._kbc_wrapper = KBCWrapper(
-                self.matcher, input_size=self.input_size, target=hp.kbc_target,
-                tau=hp.kbc_tau, rho=hp.kbc_rho, margin=hp.kbc_margin, s_max=hp.kbc_s_max,
-            )
-        return self._kbc_wrapper
+    def kbc_wrapper(self) -> KBCWrapper:
+        """KBC around this module's matcher (built per call: it holds no weights of its own,
+        and as an attribute it would store the matcher's weights twice in checkpoints)."""
+        return KBCWrapper.from_config(self.matcher, self.kbc_config, input_size=self.input_size)
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -138,18 +139,20 @@ class CorrespondenceModule(L.LightningModule):
         """Target keypoints ``(B, N, 2)`` in input pixels (the matcher contract)."""
         return keypoints_of(self.matcher(src_img, trg_img, src_kps, valid))
 
-    def predict_original(self, batch: dict[str, Any], use_kbc: bool) -> torch.Tensor:
-        """Predicted target keypoints ``(B, N, 2)`` in original target pixels."""
-        if not use_kbc:
-            pred = self(batch["src_img"], batch["trg_img"], batch["src_kps"], batch["valid"])
-            return points_from_window(pred, batch["trg_window"], self.input_size)
+    def predict_plain(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Predicted target keypoints ``(B, N, 2)`` in original target pixels, no KBC."""
+        pred = self(batch["src_img"], batch["trg_img"], batch["src_kps"], batch["valid"])
+        return points_from_window(pred, batch["trg_window"], self.input_size)
+
+    def predict_kbc(self, batch: dict[str, Any]) -> KBCOutput:
+        """KBC predictions (and the plain ones of pass 1), original target pixels."""
         if "src_orig" not in batch:
             raise ConfigError("model.kbc=true needs the original images in the batch (src_orig/trg_orig)")
         src_kps = points_from_window(batch["src_kps"], batch["src_window"], self.input_size)
-        trg_kps = points_from_window(batch["trg_kps"], batch["trg_window"], self.input_size)
-        return self.kbc_wrapper(
-            batch["src_orig"], batch["trg_orig"], src_kps, batch["valid"],
-            trg_bbox=batch["trg_bbox"], trg_kps=trg_kps if self.hparams.kbc_target == "oracle" else None,
+        oracle = self.kbc_config.target == "oracle"
+        trg_kps = points_from_window(batch["trg_kps"], batch["trg_window"], self.input_size) if oracle else None
+        return self.kbc_wrapper().forward_with_info(
+            batch["src_orig"], batch["trg_orig"], src_kps, batch["valid"], trg_bbox=batch["trg_bbox"], trg_kps=trg_kps
         )
 
     def _groups(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -184,7 +187,12 @@ class CorrespondenceModule(L.LightningModule):
         self.val_pck.reset()
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._update(self.test_pck, batch, self.predict_original(batch, self.hparams.kbc))
+        if not self.hparams.kbc:
+            self._update(self.test_pck, batch, self.predict_plain(batch))
+            return
+        info = self.predict_kbc(batch)
+        self._update(self.test_pck, batch, info.kps)
+        self._update(self.test_pck_plain, batch, info.plain_kps)
 
     @property
     def headline_keys(self) -> list[str]:
@@ -205,20 +213,29 @@ class CorrespondenceModule(L.LightningModule):
         return title
 
     def on_test_epoch_end(self) -> None:
-        result = self.test_pck.compute()
+        reports = []
+        if self.hparams.kbc:
+            plain = self.test_pck_plain.compute()
+            reports.append(("test_plain", "pck_plain", "PCK without KBC (pass 1 of the same run)", plain))
+        reports.append((self.test_prefix, self._report_stem, self.test_title, self.test_pck.compute()))
         self.test_pck.reset()
-        for key in (*self.headline_keys, "pairs", "keypoints"):
-            if key in result:
-                self.log(f"{self.test_prefix}/{key}", result[key], rank_zero_only=True)
-        if self.trainer.is_global_zero:
-            folder = Path(self.trainer.log_dir or ".")
-            stem = "pck_" + ("kbc_" + self.hparams.kbc_target if self.hparams.kbc else "plain")
-            write_report(result, self.test_title, folder, stem=stem)
-            print("\n" + markdown(result, self.test_title))
-            print(f"report written to {folder / (stem + '.csv')} and {folder / (stem + '.md')}")
+        self.test_pck_plain.reset()
+        for prefix, stem, title, result in reports:
+            for key in (*self.headline_keys, "pairs", "keypoints"):
+                if key in result:
+                    self.log(f"{prefix}/{key}", result[key], rank_zero_only=True)
+            if self.trainer.is_global_zero:
+                folder = Path(self.trainer.log_dir or ".")
+                write_report(result, title, folder, stem=stem)
+                print("\n" + markdown(result, title))
+                print(f"report written to {folder / (stem + '.csv')} and {folder / (stem + '.md')}")
+
+    @property
+    def _report_stem(self) -> str:
+        return "pck_" + ("kbc_" + self.hparams.kbc_target if self.hparams.kbc else "plain")
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
-        pred = self.predict_original(batch, self.hparams.kbc)
+        pred = self.predict_kbc(batch).kps if self.hparams.kbc else self.predict_plain(batch)
         out = []
         for i, pair_id in enumerate(batch["pair_id"]):
             n = int(batch["valid"][i].sum())

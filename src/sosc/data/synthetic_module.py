@@ -38,7 +38,7 @@ class SyntheticDataModule(SPair71kDataModule):
         strict: bool = True,
         max_pairs: int | None = None,
         predict_split: str = "test",
-        kbc_train_p: float = 0.0,
+        kbc_train: dict[str, float] | None = None,
         seed: int = 0,
         n_train: int = 3000,
         n_val: int = 300,
@@ -47,7 +47,7 @@ class SyntheticDataModule(SPair71kDataModule):
     ) -> None:
         super().__init__(
             root, img_size, batch_size, eval_batch_size, num_workers, augment, strict, max_pairs,
-            predict_split, kbc_train_p,
+            predict_split, kbc_train,
         )
         from sosc.data.synthetic import CATEGORIES
 
