@@ -1,0 +1,252 @@
+"""Benchmark harness: throughput and peak memory of KBCNet against its backbone floor.
+
+``python -m sosc.bench`` (or ``sosc-bench``, ``make bench``) measures, on the current device,
+for each input size, batch size and precision (fp32, bf16 autocast):
+
+- ``backbone``: the backbone alone at strides 8/16/32, two images per pair: the floor any
+  matcher with that backbone sits under;
+- ``kbcnet``: KBCNet inference (``torch.no_grad``);
+- ``kbcnet+kbc``: KBCNet inside :class:`sosc.kbc.KBCWrapper` in ``pred-box`` mode, on a batch
+  in which ``--trigger-share`` of the pairs have a small source object (the share of pairs that
+  really ran pass 2 is measured and printed);
+- ``train``: one KBCNet training step (forward, loss, backward, AdamW step).
+
+Each figure is the median of ``--repeats`` timed runs after ``--warmup`` untimed ones, with
+device synchronisation; pairs/s = batch / median seconds. It prints a table with each
+figure's ratio to the floor and writes JSON (``--out``). Benchmarks are not tests: nothing
+here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from sosc.kbc import KBCWrapper
+from sosc.losses import keypoint_epe
+from sosc.matchers.backbone import Backbone
+from sosc.matchers.kbcnet import KBCNet
+
+
+@dataclass
+class Row:
+    """One measurement."""
+
+    what: str
+    size: int
+    batch: int
+    precision: str
+    pairs_per_s: float
+    seconds: float
+    peak_mem_mib: float | None
+    ratio_to_floor: float | None = None
+    note: str = ""
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_reset(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak(device: torch.device) -> float | None:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return None
+
+
+def time_it(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> tuple[float, float | None]:
+    """Median seconds of ``fn`` over ``repeats`` after ``warmup`` runs, and peak memory (MiB, GPU only)."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    _peak_reset(device)
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), _peak(device)
+
+
+def make_batch(batch: int, size: int, n_kps: int, trigger_share: float, device: torch.device, seed: int = 0):
+    """Images ``(B, 3, S, S)`` in [0, 1] and keypoints; the first ``trigger_share`` of the pairs
+    have their source keypoints in a box of 15% of the image side (KBC triggers), the rest
+    spread over 80% of it."""
+    g = torch.Generator().manual_seed(seed)
+    src = torch.rand(batch, 3, size, size, generator=g)
+    trg = torch.rand(batch, 3, size, size, generator=g)
+    small = torch.arange(batch) < round(trigger_share * batch)
+    spread = torch.where(small, 0.15, 0.8)[:, None, None] * size
+    centre = size / 2
+    kps = centre + (torch.rand(batch, n_kps, 2, generator=g) - 0.5) * spread
+    valid = torch.ones(batch, n_kps, dtype=torch.bool)
+    return src.to(device), trg.to(device), kps.to(device), valid.to(device)
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def run(
+    backbone: str = "resnet101",
+    sizes: Sequence[int] = (256, 512),
+    batches: Sequence[int] = (8,),
+    precisions: Sequence[str] = ("fp32", "bf16"),
+    what: Sequence[str] = ("backbone", "kbcnet", "kbcnet+kbc", "train"),
+    warmup: int = 3,
+    repeats: int = 10,
+    trigger_share: float = 0.5,
+    channels_last: bool = True,
+    compile: bool = False,
+    device: str | None = None,
+    kbcnet_kwargs: dict | None = None,
+) -> list[Row]:
+    """Measure every combination; see the module docstring. Returns the rows."""
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    kwargs = {"backbone": backbone, "pretrained": False, "check_inputs": False, **(kbcnet_kwargs or {})}
+    floor_net = Backbone(backbone, pretrained=False, strides=(8, 16, 32)).to(dev).eval()
+    net = KBCNet(**kwargs).to(dev)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    floor_net = floor_net.to(memory_format=memory_format)
+    net = net.to(memory_format=memory_format)
+    infer = torch.compile(net) if compile else net
+    optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4)
+    rows: list[Row] = []
+    for size in sizes:
+        for batch in batches:
+            src, trg, kps, valid = make_batch(batch, size, 16, trigger_share, dev)
+            src = src.contiguous(memory_format=memory_format)
+            trg = trg.contiguous(memory_format=memory_format)
+            for precision in precisions:
+                floor = None
+                for name in what:
+                    note = ""
+                    if name == "backbone":
+                        def fn():
+                            with torch.no_grad(), autocast(dev, precision):
+                                floor_net(torch.cat([src, trg]))
+                    elif name == "kbcnet":
+                        net.eval()
+
+                        def fn():
+                            with torch.no_grad(), autocast(dev, precision):
+                                infer(src, trg, kps, valid)
+                    elif name == "kbcnet+kbc":
+                        net.eval()
+                        wrapper = KBCWrapper(infer, input_size=size, target="pred-box")
+                        src_list, trg_list = list(src), list(trg)
+                        with torch.no_grad(), autocast(dev, precision):
+                            info = wrapper.forward_with_info(src_list, trg_list, kps, valid)
+                        note = f"pass 2 on {int(info.refined.sum())}/{batch} pairs"
+
+                        def fn():
+                            with torch.no_grad(), autocast(dev, precision):
+                                wrapper(src_list, trg_list, kps, valid)
+                    elif name == "train":
+                        net.train()
+
+                        def fn():
+                            optimizer.zero_grad(set_to_none=True)
+                            with autocast(dev, precision):
+                                out = infer(src, trg, kps, valid)
+                            loss = keypoint_epe(out.kps.float(), kps, valid, size)
+                            loss.backward()
+                            optimizer.step()
+                    else:
+                        raise ValueError(f"unknown measurement {name!r}; choose from backbone, kbcnet, kbcnet+kbc, train")
+                    seconds, peak = time_it(fn, dev, warmup, repeats)
+                    row = Row(name, size, batch, precision, batch / seconds, seconds, peak, note=note)
+                    if name == "backbone":
+                        floor = row.pairs_per_s
+                    if floor:
+                        row.ratio_to_floor = row.pairs_per_s / floor
+                    rows.append(row)
+                    print(format_row(row), flush=True)
+    return rows
+
+
+def device_name(device: str | None = None) -> str:
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"CPU {platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+
+
+HEADER = f"{'what':<12} {'size':>5} {'batch':>5} {'prec':>5} {'pairs/s':>10} {'x floor':>8} {'peak MiB':>9}  note"
+
+
+def format_row(row: Row) -> str:
+    ratio = f"{row.ratio_to_floor:.2f}" if row.ratio_to_floor is not None else "-"
+    peak = f"{row.peak_mem_mib:.0f}" if row.peak_mem_mib is not None else "-"
+    return (f"{row.what:<12} {row.size:>5} {row.batch:>5} {row.precision:>5} {row.pairs_per_s:>10.2f} "
+            f"{ratio:>8} {peak:>9}  {row.note}")
+
+
+def main(argv: Sequence[str] | None = None) -> list[Row]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbone", default=None, help="timm backbone (default resnet101 on GPU, resnet18 on CPU)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=None, help="input sides (default 256 512 on GPU, 128 on CPU)")
+    parser.add_argument("--batches", type=int, nargs="+", default=None, help="pairs per batch (default 32 on GPU, 2 on CPU)")
+    parser.add_argument("--precisions", nargs="+", default=None, choices=["fp32", "bf16"])
+    parser.add_argument("--what", nargs="+", default=["backbone", "kbcnet", "kbcnet+kbc", "train"])
+    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--trigger-share", type=float, default=0.5)
+    parser.add_argument("--no-channels-last", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="torch.compile KBCNet")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--out", default=".bench/bench.json", help="JSON output file")
+    opts = parser.parse_args(argv)
+    gpu = (opts.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    settings = {
+        "backbone": opts.backbone or ("resnet101" if gpu else "resnet18"),
+        "sizes": opts.sizes or ([256, 512] if gpu else [128]),
+        "batches": opts.batches or ([32] if gpu else [2]),
+        "precisions": opts.precisions or (["fp32", "bf16"] if gpu else ["fp32"]),
+        "what": opts.what,
+        "warmup": opts.warmup if opts.warmup is not None else (5 if gpu else 1),
+        "repeats": opts.repeats if opts.repeats is not None else (20 if gpu else 3),
+        "trigger_share": opts.trigger_share,
+        "channels_last": not opts.no_channels_last,
+        "compile": opts.compile,
+        "device": opts.device,
+    }
+    name = device_name(opts.device)
+    print(f"device: {name}; torch {torch.__version__}; settings: {settings}")
+    print(HEADER)
+    rows = run(**settings)
+    out = Path(opts.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "device": name,
+        "torch": torch.__version__,
+        "settings": settings,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rows": [asdict(r) for r in rows],
+    }
+    out.write_text(json.dumps(payload, indent=2))
+    print(f"written to {out}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
