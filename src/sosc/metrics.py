@@ -62,6 +62,13 @@ def _key(alpha: float) -> str:
     return f"{alpha:g}"
 
 
+def _cat(state: list[torch.Tensor] | torch.Tensor) -> torch.Tensor | None:
+    """A list state concatenated along dim 0 (None when empty); a synced state as it is."""
+    if isinstance(state, torch.Tensor):
+        return state
+    return dim_zero_cat(state) if state else None
+
+
 class PCK(Metric):
     """PCK at several thresholds, per pair and per keypoint, per category and per group.
 
@@ -156,12 +163,14 @@ class PCK(Metric):
         return str(cid)
 
     def compute(self) -> dict[str, float]:
-        if not self.count:
+        # States are lists of per-batch tensors, or one tensor after a distributed sync.
+        count = _cat(self.count)
+        if count is None or count.numel() == 0:
             return {"pairs": 0.0, "keypoints": 0.0, "skipped": float(self.skipped)}
-        correct = dim_zero_cat(self.correct).float()
-        count = dim_zero_cat(self.count).float()
-        category = dim_zero_cat(self.category)
-        group = dim_zero_cat(self.group).reshape(len(count), len(self.group_names))
+        count = count.float()
+        correct = _cat(self.correct).float().reshape(len(count), len(self.alphas))
+        category = _cat(self.category).reshape(len(count))
+        group = _cat(self.group).reshape(len(count), len(self.group_names))
         frac = correct / count[:, None]
         out: dict[str, float] = {
             "pairs": float(len(count)),

@@ -2,11 +2,21 @@
 
 from sosc.data.datamodule import PairDataModule
 from sosc.data.dataset import PairDataset, SkipReport, collate_pairs
+from sosc.data.download import ArchiveSpec, DownloadError, ensure_benchmark, extract, fetch
+from sosc.data.pfpascal import PFPASCAL_CATEGORIES, PFPascalDataModule, read_pfpascal
+from sosc.data.pfwillow import PFWILLOW_CATEGORIES, PFWillowDataModule, read_pfwillow
 from sosc.data.records import PairRecord, pck_bound, size_class
-from sosc.data.spair import SPair71kDataModule, read_spair
+from sosc.data.spair import SPAIR_CATEGORIES, SPair71kDataModule, read_spair
 from sosc.data.synthetic_module import SyntheticDataModule
 
 __all__ = [
+    "PFPASCAL_CATEGORIES",
+    "PFWILLOW_CATEGORIES",
+    "SPAIR_CATEGORIES",
+    "ArchiveSpec",
+    "DownloadError",
+    "PFPascalDataModule",
+    "PFWillowDataModule",
     "PairDataModule",
     "PairDataset",
     "PairRecord",
@@ -14,7 +24,12 @@ __all__ = [
     "SkipReport",
     "SyntheticDataModule",
     "collate_pairs",
+    "ensure_benchmark",
+    "extract",
+    "fetch",
     "pck_bound",
+    "read_pfpascal",
+    "read_pfwillow",
     "read_spair",
     "size_class",
 ]

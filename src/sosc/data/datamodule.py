@@ -9,8 +9,16 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from sosc.data.augment import Photometric
-from sosc.data.dataset import PairDataset, SkipReport, WindowFn, collate_pairs, validate_records, warn_skips
+from sosc.data.dataset import (
+    PairDataset,
+    SkipReport,
+    WindowFn,
+    collate_pairs,
+    validate_records,
+    warn_skips,
+)
 from sosc.data.records import PairRecord
+from sosc.kbc import KBCConfig, kbc_train_windows
 
 #: Lightning stage -> the splits it needs.
 STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
@@ -29,8 +37,10 @@ class PairDataModule(L.LightningDataModule):
         strict: raise on a keypoint outside its image (else drop it and report).
         max_pairs: use only the first ``max_pairs`` pairs of each split (quick runs).
         predict_split: the split ``sosc predict`` runs on.
-        kbc_train_p: probability that a training pair is cropped around its ground-truth
-            keypoint boxes (train-time KBC; linked from ``model.kbc_train_p`` by the CLI).
+        kbc_train: train-time KBC options (:class:`sosc.kbc.KBCConfig` fields: ``train_p``,
+            ``tau``, ``rho``, ``margin``, ``s_max``): with probability ``train_p`` a training
+            pair is cropped around its ground-truth keypoint boxes. The CLI links them from
+            ``model.kbc_train_p`` and the other ``model.kbc_*`` settings. None: never.
     """
 
     #: Human-readable benchmark name used in messages.
@@ -47,7 +57,7 @@ class PairDataModule(L.LightningDataModule):
         strict: bool = True,
         max_pairs: int | None = None,
         predict_split: str = "test",
-        kbc_train_p: float = 0.0,
+        kbc_train: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root).expanduser()
@@ -59,7 +69,7 @@ class PairDataModule(L.LightningDataModule):
         self.strict = strict
         self.max_pairs = max_pairs
         self.predict_split = predict_split
-        self.kbc_train_p = kbc_train_p
+        self.kbc_train = dict(kbc_train) if kbc_train else None
         self.datasets: dict[str, PairDataset] = {}
         self.skipped: dict[str, SkipReport] = {}
 
@@ -70,11 +80,15 @@ class PairDataModule(L.LightningDataModule):
 
     def train_window_fn(self) -> WindowFn | None:
         """Train-time window choice (KBC augmentation) or None for full images."""
-        if self.kbc_train_p <= 0:
+        if not self.kbc_train or self.kbc_train.get("train_p", 0.0) <= 0:
             return None
-        from sosc.kbc import train_window_fn
+        config = KBCConfig(**self.kbc_train)
+        size = self.img_size
 
-        return train_window_fn(self.img_size, p=self.kbc_train_p)
+        def window_fn(src_kps, trg_kps, valid, src_hw, trg_hw, generator):
+            return kbc_train_windows(src_kps, trg_kps, valid, src_hw, trg_hw, size, config, generator)
+
+        return window_fn
 
     def check_overlaps(self, splits: dict[str, list[PairRecord]]) -> None:
         """Hook to report pairs shared between loaded splits (PF-PASCAL has some)."""

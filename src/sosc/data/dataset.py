@@ -35,20 +35,54 @@ WindowFn = Callable[
 
 @dataclass
 class SkipReport:
-    """What a reader or validator left out, and why (never silent)."""
+    """What a reader or validator left out, and why (never silent).
+
+    ``pairs`` and ``keypoints`` count by reason; ``examples`` keeps, per reason, the first
+    few places (``file:line`` or pair id) so that the warning points at the data.
+    """
 
     pairs: Counter = field(default_factory=Counter)
     keypoints: Counter = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    #: Places kept per reason.
+    max_examples = 3
+
+    def _example(self, reason: str, where: str) -> None:
+        if where:
+            kept = self.examples.setdefault(reason, [])
+            if len(kept) < self.max_examples:
+                kept.append(where)
+
+    def skip_pair(self, reason: str, where: str = "") -> None:
+        """Count one pair left out for ``reason`` (``where``: the file and line or pair id)."""
+        self.pairs[reason] += 1
+        self._example(reason, where)
+
+    def skip_keypoints(self, reason: str, count: int, where: str = "") -> None:
+        """Count ``count`` keypoints left out for ``reason``."""
+        if count:
+            self.keypoints[reason] += count
+            self._example(reason, where)
 
     def merge(self, other: SkipReport) -> SkipReport:
-        return SkipReport(self.pairs + other.pairs, self.keypoints + other.keypoints)
+        out = SkipReport(self.pairs + other.pairs, self.keypoints + other.keypoints)
+        for source in (self.examples, other.examples):
+            for reason, places in source.items():
+                for where in places:
+                    out._example(reason, where)
+        return out
 
     def __bool__(self) -> bool:
         return bool(self.pairs) or bool(self.keypoints)
 
+    def _why(self, reason: str) -> str:
+        places = self.examples.get(reason)
+        return f"{reason}; e.g. {', '.join(places)}" if places else reason
+
     def summary(self) -> str:
-        parts = [f"{n} pairs ({why})" for why, n in self.pairs.items()]
-        parts += [f"{n} keypoints ({why})" for why, n in self.keypoints.items()]
+        parts = [f"{n} pairs ({self._why(why)})" for why, n in self.pairs.items()]
+        parts += [f"{n} keypoints ({self._why(why)})" for why, n in self.keypoints.items()]
         return ", ".join(parts) if parts else "nothing"
 
 
@@ -91,9 +125,9 @@ def validate_records(
                 )
             ok &= inside
         if not ok.all():
-            report.keypoints["outside the image"] += int((~ok).sum())
+            report.skip_keypoints("outside the image", int((~ok).sum()), rec.source or rec.pair_id)
             if not ok.any():
-                report.pairs["no keypoint inside both images"] += 1
+                report.skip_pair("no keypoint inside both images", rec.source or rec.pair_id)
                 continue
             rec = replace(rec, src_kps=rec.src_kps[ok], trg_kps=rec.trg_kps[ok])
         kept.append(rec)

@@ -1,16 +1,24 @@
 """SPair-71k (Min et al. 2019): reader and data module.
 
-On disk (the official archive as extracted, and the CATs/CHM download scripts' tree alike)::
+On disk (the official archive as extracted, and the CATs/CHM download scripts' tree alike:
+both scripts put the same ``SPair-71k/`` folder under their data path)::
 
     SPair-71k/
       JPEGImages/<category>/<image>.jpg
-      ImageAnnotation/<category>/<image>.json
+      ImageAnnotation/<category>/<image>.json          (not used)
       PairAnnotation/{trn,val,test}/<pair>.json
       Layout/large/{trn,val,test}.txt      # "<pair_id>-<src>-<trg>:<category>" per line
 
 ``root`` may be the ``SPair-71k`` folder itself or the folder that contains it. The
 synthetic benchmark is written in this same layout and read by this same reader.
-PCK threshold: ``max(w, h)`` of the target object box.
+
+Conventions: keypoints and boxes in original pixels, ``(x, y)`` and ``(x1, y1, x2, y2)``
+as in the JSON; ``src_imsize``/``trg_imsize`` are checked against the real image, accepting
+either ``[W, H, C]`` (what the annotation files hold as far as we know) or ``[H, W, C]``
+(the order is not documented), and failing loudly when they match neither. The four
+difficulty flags (``viewpoint_variation``, ``scale_variation``, ``truncation``,
+``occlusion``) are copied as integers onto each item. PCK threshold: ``max(w, h)`` of the
+target object box.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import numpy as np
 
 from sosc.data.datamodule import PairDataModule
 from sosc.data.dataset import SkipReport
+from sosc.data.download import ArchiveSpec, ensure_benchmark, manual_instructions
 from sosc.data.images import image_size
 from sosc.data.records import DIFFICULTY_FLAGS, PairRecord
 from sosc.errors import DatasetError
@@ -35,14 +44,34 @@ SPAIR_CATEGORIES = (
 SPAIR_SPLITS = {"train": "trn", "val": "val", "test": "test"}
 
 
-def find_spair_root(root: Path) -> Path:
-    """The folder holding ``Layout/``, ``PairAnnotation/`` and ``JPEGImages/``."""
+#: The official archive (no published checksum).
+SPAIR_ARCHIVE = ArchiveSpec(
+    name="SPair-71k",
+    url="http://cvlab.postech.ac.kr/research/SPair-71k/data/SPair-71k.tar.gz",
+    env="SOSC_SPAIR_URL",
+    filename="SPair-71k.tar.gz",
+    folder="SPair-71k",
+)
+
+
+def find_spair_root(root: Path, missing_help: str | None = None) -> Path:
+    """The folder holding ``Layout/``, ``PairAnnotation/`` and ``JPEGImages/``: ``root`` itself
+    or ``root/SPair-71k`` (official archive and CATs/CHM tree alike).
+
+    Raises:
+        DatasetError: naming every path searched and how to get the data (``missing_help``,
+            default: how to download and place SPair-71k).
+    """
+    root = Path(root).expanduser()
+    searched = []
     for candidate in (root, root / "SPair-71k"):
-        if (candidate / "Layout").is_dir() and (candidate / "PairAnnotation").is_dir():
+        needed = [candidate / "Layout", candidate / "PairAnnotation", candidate / "JPEGImages"]
+        if all(p.is_dir() for p in needed):
             return candidate
+        searched.append(", ".join(str(p) for p in needed))
     raise DatasetError(
-        f"no SPair-71k tree under {root} (looked for {root}/Layout and {root}/SPair-71k/Layout): "
-        "download SPair-71k.tar.gz and extract it there, or set `data.root` to where it is"
+        f"no SPair-71k tree under {root}: looked for the folders [{'] and ['.join(searched)}]. "
+        + (missing_help if missing_help is not None else manual_instructions(SPAIR_ARCHIVE, root))
     )
 
 
@@ -62,10 +91,19 @@ def _points(value, key: str, path: Path) -> np.ndarray:
 
 
 def _check_imsize(imsize, path_img: Path, key: str, path: Path) -> None:
-    """SPair's ``*_imsize`` order is not documented: accept (W, H, C) or (H, W, C) but
-    fail loudly if it matches neither the real image."""
-    h, w = image_size(path_img)
-    got = [int(v) for v in list(imsize)[:2]]
+    """Check ``*_imsize`` against the real image.
+
+    SPair's ``*_imsize`` order is not documented: the files hold ``[W, H, 3]`` as far as we
+    know; ``[H, W, 3]`` is accepted too. Neither matching the image raises.
+    """
+    try:
+        h, w = image_size(path_img)
+    except DatasetError as err:
+        raise DatasetError(f"{path}: {err}") from err
+    try:
+        got = [int(v) for v in list(imsize)[:2]]
+    except (TypeError, ValueError) as err:
+        raise DatasetError(f"{path}: {key} must be [W, H, C], got {imsize!r}") from err
     if got not in ([w, h], [h, w]):
         raise DatasetError(
             f"{path}: {key}={list(imsize)} does not match image {path_img} of size W={w}, H={h}; "
@@ -79,8 +117,10 @@ def read_spair_pair(path: Path, images: Path, categories: Sequence[str], pair_id
         data = json.loads(path.read_text())
     except FileNotFoundError as err:
         raise DatasetError(f"pair annotation {path} is missing: re-extract SPair-71k") from err
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DatasetError(f"{path}: malformed JSON ({err}); re-extract SPair-71k") from err
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: expected a JSON object of pair fields, got {type(data).__name__}")
     category = _field(data, "category", path)
     if category not in categories:
         raise DatasetError(f"{path}: category {category!r} is not one of {list(categories)}")
@@ -116,12 +156,16 @@ def read_spair_pair(path: Path, images: Path, categories: Sequence[str], pair_id
 
 
 def read_spair(
-    root: Path, split: str, categories: Sequence[str] = SPAIR_CATEGORIES
+    root: Path, split: str, categories: Sequence[str] = SPAIR_CATEGORIES, *, missing_help: str | None = None
 ) -> tuple[list[PairRecord], SkipReport]:
-    """All pairs of a split (``train``, ``val``, ``test``) of an SPair-71k-layout tree."""
+    """All pairs of a split (``train``, ``val``, ``test``) of an SPair-71k-layout tree.
+
+    Pairs with no keypoint are counted in the :class:`SkipReport` (with their layout line),
+    never dropped silently; every malformed file raises :class:`DatasetError` naming it.
+    """
     if split not in SPAIR_SPLITS:
         raise DatasetError(f"unknown split {split!r}; SPair-71k has {list(SPAIR_SPLITS)}")
-    base = find_spair_root(root)
+    base = find_spair_root(root, missing_help)
     layout = base / "Layout" / "large" / f"{SPAIR_SPLITS[split]}.txt"
     if not layout.is_file():
         raise DatasetError(f"split file {layout} is missing: re-extract SPair-71k (it ships Layout/large/)")
@@ -137,7 +181,7 @@ def read_spair(
             base / "PairAnnotation" / SPAIR_SPLITS[split] / f"{line}.json", base / "JPEGImages", categories, line
         )
         if rec.num_kps == 0:
-            report.pairs["no keypoint in common"] += 1
+            report.skip_pair("no keypoint in common", f"{layout}:{lineno}")
             continue
         records.append(rec)
     return records, report
@@ -145,11 +189,57 @@ def read_spair(
 
 class SPair71kDataModule(PairDataModule):
     """SPair-71k: 53,340 / 5,384 / 12,234 pairs (large layout), 18 categories, PCK by the
-    target object box. See :class:`sosc.data.datamodule.PairDataModule` for the arguments."""
+    target object box; items carry the four difficulty flags and the object size class.
+
+    Args:
+        root: the ``SPair-71k`` folder or its parent (default ``data``); a download is
+            extracted into ``root``.
+        img_size: network input side (default 512, as the field uses for SPair-71k).
+        download: fetch and extract ``SPair-71k.tar.gz`` in ``prepare_data`` when the tree is
+            missing; ``False`` never downloads and only explains what to put where.
+        url: download from this URL (a mirror) instead of ``$SOSC_SPAIR_URL`` or the official one.
+        sha256: expected checksum of the archive (none is published).
+        Other arguments: see :class:`sosc.data.datamodule.PairDataModule`.
+    """
 
     name = "SPair-71k"
+    archive: ArchiveSpec = SPAIR_ARCHIVE
     categories: Sequence[str] = SPAIR_CATEGORIES
     difficulty_flags: Sequence[str] = DIFFICULTY_FLAGS
 
+    def __init__(
+        self,
+        root: str | Path = "data",
+        img_size: int | Sequence[int] = 512,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 4,
+        augment: bool = True,
+        strict: bool = True,
+        max_pairs: int | None = None,
+        predict_split: str = "test",
+        kbc_train: dict[str, float] | None = None,
+        download: bool = True,
+        url: str | None = None,
+        sha256: str | None = None,
+    ) -> None:
+        super().__init__(
+            root, img_size, batch_size, eval_batch_size, num_workers, augment, strict, max_pairs,
+            predict_split, kbc_train,
+        )
+        self.download = download
+        self.url = url
+        self.sha256 = sha256
+
+    def prepare_data(self) -> None:
+        """Download and extract SPair-71k into ``root`` if it is not there (sets no attributes)."""
+        ensure_benchmark(
+            self.archive, self.root, find_spair_root, download=self.download, url=self.url, sha256=self.sha256
+        )
+
+    def missing_help(self) -> str:
+        """What to do when the tree is missing (subclasses that generate their data override it)."""
+        return manual_instructions(self.archive, self.root)
+
     def read_split(self, split: str) -> tuple[list[PairRecord], SkipReport]:
-        return read_spair(self.root, split, self.categories)
+        return read_spair(self.root, split, self.categories, missing_help=self.missing_help())
