@@ -197,3 +197,17 @@ def test_ddp_two_processes_equal_single_process(tmp_path):
         for key, value in expected.items():
             assert got[key] == pytest.approx(value, abs=1e-6), key
     assert expected["skipped"] == 2 and expected["pairs"] == 10
+
+
+def test_group_labels_name_the_values():
+    import torch
+
+    from sosc.metrics import PCK
+
+    m = PCK((0.1,), groups=("size",), group_labels={"size": ["small", "medium", "large"]})
+    pred = torch.zeros(2, 1, 2)
+    gt = torch.tensor([[[0.0, 0.0]], [[50.0, 0.0]]])
+    m.update(pred, gt, torch.ones(2, 1, dtype=torch.bool), torch.tensor([100.0, 100.0]),
+             groups={"size": torch.tensor([0, 2])})
+    out = m.compute()
+    assert out["pck@0.1/size=small"] == 1.0 and out["pck@0.1/size=large"] == 0.0

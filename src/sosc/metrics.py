@@ -77,7 +77,9 @@ class PCK(Metric):
         categories: category names; ``update`` may then take names or ids. Without them,
             ids are reported as given.
         groups: names of integer per-pair attributes to break results down by (e.g. the
-            SPair-71k difficulty flags, or ``size_class``).
+            SPair-71k difficulty flags, or the object size class).
+        group_labels: optional names of a group's values, e.g. ``{"size": ["small", ...]}``:
+            reported as ``size=small`` instead of ``size=0``.
 
     ``update(pred_kps, gt_kps, valid, bound, category=None, groups=None)`` takes keypoints
     ``(B, N, 2)`` in the pixels of ``bound`` ``(B,)``, ``valid`` ``(B, N)`` bool, ``category``
@@ -101,6 +103,7 @@ class PCK(Metric):
         alphas: Sequence[float] = (0.05, 0.1, 0.15),
         categories: Sequence[str] | None = None,
         groups: Sequence[str] = (),
+        group_labels: dict[str, Sequence[str]] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -109,6 +112,7 @@ class PCK(Metric):
         self.alphas = tuple(float(a) for a in alphas)
         self.categories = list(categories) if categories is not None else None
         self.group_names = tuple(groups)
+        self.group_labels = {k: list(v) for k, v in (group_labels or {}).items()}
         self.add_state("correct", default=[], dist_reduce_fx="cat")  # (P, A) correct counts
         self.add_state("count", default=[], dist_reduce_fx="cat")  # (P,) valid counts
         self.add_state("category", default=[], dist_reduce_fx="cat")  # (P,) ids, -1 unknown
@@ -157,6 +161,10 @@ class PCK(Metric):
         self.group.append(group[keep])
         self.skipped += int((~keep).sum())
 
+    def _label(self, group: str, value: int) -> str:
+        labels = self.group_labels.get(group)
+        return labels[value] if labels is not None and 0 <= value < len(labels) else str(value)
+
     def _name(self, cid: int) -> str:
         if self.categories is not None and 0 <= cid < len(self.categories):
             return self.categories[cid]
@@ -187,5 +195,5 @@ class PCK(Metric):
             for g, name in enumerate(self.group_names):
                 for value in sorted(set(group[:, g].tolist())):
                     m = group[:, g] == value
-                    out[f"pck@{k}/{name}={value}"] = float(frac[m, i].mean())
+                    out[f"pck@{k}/{name}={self._label(name, value)}"] = float(frac[m, i].mean())
         return out

@@ -30,7 +30,8 @@ from sosc.metrics import PCK
 from sosc.report import markdown, write_report
 
 KBCTarget = Literal["pred-box", "object-bbox", "oracle"]
-SIZE_INDEX = {name: i for i, name in enumerate((*SIZE_CLASSES, "unknown"))}
+SIZE_LABELS = (*SIZE_CLASSES, "unknown")
+SIZE_INDEX = {name: i for i, name in enumerate(SIZE_LABELS)}
 
 
 class CorrespondenceModule(L.LightningModule):
@@ -101,9 +102,10 @@ class CorrespondenceModule(L.LightningModule):
         self.categories = list(cats) if cats is not None else None
         flags = tuple(getattr(dm, "difficulty_flags", ()))
         self.groups = (*flags, "size")
-        self.val_pck = PCK(self.alphas, categories=self.categories, groups=self.groups)
-        self.test_pck = PCK(self.alphas, categories=self.categories, groups=self.groups)
-        self.test_pck_plain = PCK(self.alphas, categories=self.categories, groups=self.groups)
+        self.val_pck, self.test_pck, self.test_pck_plain = (
+            PCK(self.alphas, categories=self.categories, groups=self.groups, group_labels={"size": SIZE_LABELS})
+            for _ in range(3)
+        )
 
     def kbc_wrapper(self) -> KBCWrapper:
         """KBC around this module's matcher (built per call: it holds no weights of its own,
