@@ -20,7 +20,18 @@ from sosc.kbc import (
     match_plain,
 )
 from sosc.losses import keypoint_epe
-from sosc.matchers import Backbone, FeatureMatcher, MatchOutput, keypoints_of
+from sosc.matchers import (
+    Backbone,
+    CallableMatcher,
+    CenterPivotConv4d,
+    FeatureMatcher,
+    FlowMatcher,
+    KBCNet,
+    MatchOutput,
+    ScoreVolumeMatcher,
+    center_pivot_conv4d,
+    keypoints_of,
+)
 from sosc.metrics import PCK, keypoint_correct, pck_per_pair
 from sosc.module import CorrespondenceModule
 
@@ -29,6 +40,12 @@ __version__ = "0.1.0"
 __all__ = [
     "PCK",
     "Backbone",
+    "CallableMatcher",
+    "CenterPivotConv4d",
+    "FlowMatcher",
+    "KBCNet",
+    "ScoreVolumeMatcher",
+    "center_pivot_conv4d",
     "ConfigError",
     "CorrespondenceModule",
     "DatasetError",

@@ -139,40 +139,7 @@ def run(
             for precision in precisions:
                 floor = None
                 for name in what:
-                    note = ""
-                    if name == "backbone":
-                        def fn():
-                            with torch.no_grad(), autocast(dev, precision):
-                                floor_net(torch.cat([src, trg]))
-                    elif name == "kbcnet":
-                        net.eval()
-
-                        def fn():
-                            with torch.no_grad(), autocast(dev, precision):
-                                infer(src, trg, kps, valid)
-                    elif name == "kbcnet+kbc":
-                        net.eval()
-                        wrapper = KBCWrapper(infer, input_size=size, target="pred-box")
-                        src_list, trg_list = list(src), list(trg)
-                        with torch.no_grad(), autocast(dev, precision):
-                            info = wrapper.forward_with_info(src_list, trg_list, kps, valid)
-                        note = f"pass 2 on {int(info.refined.sum())}/{batch} pairs"
-
-                        def fn():
-                            with torch.no_grad(), autocast(dev, precision):
-                                wrapper(src_list, trg_list, kps, valid)
-                    elif name == "train":
-                        net.train()
-
-                        def fn():
-                            optimizer.zero_grad(set_to_none=True)
-                            with autocast(dev, precision):
-                                out = infer(src, trg, kps, valid)
-                            loss = keypoint_epe(out.kps.float(), kps, valid, size)
-                            loss.backward()
-                            optimizer.step()
-                    else:
-                        raise ValueError(f"unknown measurement {name!r}; choose from backbone, kbcnet, kbcnet+kbc, train")
+                    fn, note = workload(name, floor_net, net, infer, optimizer, (src, trg, kps, valid), dev, precision)
                     seconds, peak = time_it(fn, dev, warmup, repeats)
                     row = Row(name, size, batch, precision, batch / seconds, seconds, peak, note=note)
                     if name == "backbone":
@@ -182,6 +149,56 @@ def run(
                     rows.append(row)
                     print(format_row(row), flush=True)
     return rows
+
+
+def workload(
+    name: str,
+    floor_net: torch.nn.Module,
+    net: KBCNet,
+    infer: Callable,
+    optimizer: torch.optim.Optimizer,
+    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    dev: torch.device,
+    precision: str,
+) -> tuple[Callable[[], object], str]:
+    """The callable that one measurement times, and a note for its row."""
+    src, trg, kps, valid = batch
+    size = src.shape[-1]
+    if name == "backbone":
+        def fn():
+            with torch.no_grad(), autocast(dev, precision):
+                floor_net(torch.cat([src, trg]))
+        return fn, ""
+    if name == "kbcnet":
+        net.eval()
+
+        def fn():
+            with torch.no_grad(), autocast(dev, precision):
+                infer(src, trg, kps, valid)
+        return fn, ""
+    if name == "kbcnet+kbc":
+        net.eval()
+        wrapper = KBCWrapper(infer, input_size=size, target="pred-box")
+        src_list, trg_list = list(src), list(trg)
+        with torch.no_grad(), autocast(dev, precision):
+            info = wrapper.forward_with_info(src_list, trg_list, kps, valid)
+
+        def fn():
+            with torch.no_grad(), autocast(dev, precision):
+                wrapper(src_list, trg_list, kps, valid)
+        return fn, f"pass 2 on {int(info.refined.sum())}/{len(src)} pairs"
+    if name == "train":
+        net.train()
+
+        def fn():
+            optimizer.zero_grad(set_to_none=True)
+            with autocast(dev, precision):
+                out = infer(src, trg, kps, valid)
+            loss = keypoint_epe(out.kps.float(), kps, valid, size)
+            loss.backward()
+            optimizer.step()
+        return fn, ""
+    raise ValueError(f"unknown measurement {name!r}; choose from backbone, kbcnet, kbcnet+kbc, train")
 
 
 def device_name(device: str | None = None) -> str:

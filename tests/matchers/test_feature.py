@@ -46,7 +46,7 @@ class TestFeatureMatcher:
             assert torch.equal(conv.weight[:, :, 0, 0], torch.eye(conv.weight.shape[0]))
 
     def test_size_not_divisible_is_a_clear_error(self, matcher):
-        with pytest.raises(ShapeError, match="divisible by 16"):
+        with pytest.raises(ShapeError, match="multiples of 16"):
             matcher(torch.rand(1, 3, 50, 64), torch.rand(1, 3, 50, 64), torch.zeros(1, 1, 2), None)
 
     def test_nan_image_is_a_clear_error(self, matcher):

@@ -26,7 +26,13 @@ from torch import nn
 
 from sosc.errors import ConfigError, ShapeError, check_shape
 from sosc.geometry import as_size
-from sosc.matchers.base import MatchOutput, cell_centers, sample_at, soft_argmax
+from sosc.matchers.base import (
+    MatchOutput,
+    cell_centers,
+    check_matcher_inputs,
+    sample_at,
+    soft_argmax,
+)
 
 FlowFormat = Literal["absolute", "displacement"]
 FlowUnits = Literal["grid", "input", "normalized"]
@@ -34,20 +40,6 @@ PixelConvention = Literal["continuous", "index"]
 
 
 # --------------------------------------------------------------------------- shared pieces
-
-
-def check_matcher_inputs(
-    src_img: torch.Tensor, trg_img: torch.Tensor, src_kps: torch.Tensor, valid: torch.Tensor | None
-) -> torch.Tensor:
-    """Check the matcher contract's inputs; return ``valid`` (all ``True`` when ``None``)."""
-    check_shape("src_img", src_img, ("B", 3, "S_h", "S_w"))
-    check_shape("trg_img", trg_img, (src_img.shape[0], 3, "S_h", "S_w"))
-    check_shape("src_kps", src_kps, (src_img.shape[0], "N", 2))
-    b, n = src_kps.shape[:2]
-    if valid is None:
-        return torch.ones(b, n, dtype=torch.bool, device=src_kps.device)
-    check_shape("valid", valid, (b, n))
-    return valid.bool()
 
 
 class _Normalizing(nn.Module):

@@ -21,6 +21,7 @@ from typing import Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 
+from sosc.errors import ShapeError, check_shape
 from sosc.geometry import as_size
 
 
@@ -49,6 +50,52 @@ class Matcher(Protocol):
     def __call__(
         self, src_img: torch.Tensor, trg_img: torch.Tensor, src_kps: torch.Tensor, valid: torch.Tensor
     ) -> torch.Tensor | MatchOutput: ...
+
+
+def check_matcher_inputs(
+    src_img: torch.Tensor,
+    trg_img: torch.Tensor,
+    src_kps: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    multiple: int = 1,
+    check_finite: bool = True,
+) -> torch.Tensor:
+    """Check a matcher's inputs against the contract; return ``valid`` (all True if None).
+
+    ``src_img``, ``trg_img`` ``(B, 3, H, W)`` (source and target sizes may differ), each side a
+    multiple of ``multiple``; ``src_kps`` ``(B, N, 2)``; ``valid`` ``(B, N)`` bool. With
+    ``check_finite`` (one host sync), NaN/Inf in an image or at a *valid* keypoint raises;
+    padded keypoints may hold anything.
+    """
+    check_shape("src_img", src_img, ("B", 3, "H", "W"))
+    check_shape("trg_img", trg_img, (src_img.shape[0], 3, "H", "W"))
+    check_shape("src_kps", src_kps, (src_img.shape[0], "N", 2))
+    if valid is None:
+        valid = torch.ones(src_kps.shape[:2], dtype=torch.bool, device=src_kps.device)
+    check_shape("valid", valid, (src_img.shape[0], src_kps.shape[1]))
+    if valid.dtype != torch.bool:
+        raise ShapeError(f"valid: expected dtype torch.bool, got {valid.dtype}; pass valid.bool()")
+    for name, img in (("src_img", src_img), ("trg_img", trg_img)):
+        h, w = img.shape[-2:]
+        if h % multiple or w % multiple:
+            fit = (max(multiple, round(h / multiple) * multiple), max(multiple, round(w / multiple) * multiple))
+            raise ShapeError(
+                f"{name}: height and width must be multiples of {multiple} (the backbone's coarsest "
+                f"stride), got {h}x{w}; resize the input to e.g. {fit[0]}x{fit[1]}"
+            )
+    if check_finite:
+        bad = torch.stack(
+            [
+                ~torch.isfinite(src_img).all(),
+                ~torch.isfinite(trg_img).all(),
+                (~torch.isfinite(src_kps).all(-1) & valid).any(),
+            ]
+        ).tolist()
+        for name, is_bad in zip(("src_img", "trg_img", "src_kps"), bad):
+            if is_bad:
+                where = " at a valid keypoint" if name == "src_kps" else ""
+                raise ShapeError(f"{name}: contains NaN or Inf{where}; clean the input or mark the keypoint invalid")
+    return valid
 
 
 def keypoints_of(output: torch.Tensor | MatchOutput) -> torch.Tensor:

@@ -8,33 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sosc.errors import ShapeError, check_shape
 from sosc.matchers.backbone import Backbone
-from sosc.matchers.base import MatchOutput, sample_at, soft_argmax
-
-
-def check_pair_inputs(
-    src_img: torch.Tensor, trg_img: torch.Tensor, src_kps: torch.Tensor, valid: torch.Tensor | None, multiple: int = 1
-) -> torch.Tensor:
-    """Check a matcher's inputs against the contract; returns ``valid`` (all True if None)."""
-    check_shape("src_img", src_img, ("B", 3, "H", "W"))
-    check_shape("trg_img", trg_img, tuple(src_img.shape))
-    check_shape("src_kps", src_kps, (src_img.shape[0], "N", 2))
-    if valid is None:
-        valid = torch.ones(src_kps.shape[:2], dtype=torch.bool, device=src_kps.device)
-    check_shape("valid", valid, tuple(src_kps.shape[:2]))
-    h, w = src_img.shape[-2:]
-    if h % multiple or w % multiple:
-        raise ShapeError(
-            f"src_img/trg_img: input size {h}x{w} must be divisible by {multiple} (the backbone's "
-            f"coarsest stride); use an img_size such as {max(multiple, round(h / multiple) * multiple)}"
-        )
-    for name, t in (("src_img", src_img), ("trg_img", trg_img)):
-        if not bool(torch.isfinite(t).all()):
-            raise ShapeError(f"{name} contains NaN or inf values")
-    if not bool(torch.isfinite(src_kps[valid]).all()):
-        raise ShapeError("src_kps contains NaN or inf at valid keypoints")
-    return valid
+from sosc.matchers.base import MatchOutput, check_matcher_inputs, sample_at, soft_argmax
 
 
 class FeatureMatcher(nn.Module):
@@ -94,7 +69,7 @@ class FeatureMatcher(nn.Module):
     def forward(
         self, src_img: torch.Tensor, trg_img: torch.Tensor, src_kps: torch.Tensor, valid: torch.Tensor | None = None
     ) -> MatchOutput:
-        valid = check_pair_inputs(src_img, trg_img, src_kps, valid, multiple=max(self.backbone.strides))
+        valid = check_matcher_inputs(src_img, trg_img, src_kps, valid, multiple=max(self.backbone.strides))
         size = tuple(src_img.shape[-2:])
         feats = self.features(torch.cat([src_img, trg_img]))
         src_f, trg_f = feats.chunk(2)

@@ -1,0 +1,225 @@
+"""KBCNet: backbone -> CSFA -> multi-channel 4D correlation -> center-pivot decoder -> soft-argmax.
+
+See ``METHOD.md`` (KBCNet). The pieces live in :mod:`sosc.matchers.csfa`,
+:mod:`sosc.matchers.correlation` and :mod:`sosc.matchers.cp4d`; this module holds the
+functions that turn scores into a flow and keypoints, and the thin :class:`KBCNet` module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from sosc.errors import ConfigError
+from sosc.matchers.backbone import Backbone
+from sosc.matchers.base import MatchOutput, check_matcher_inputs, sample_at, soft_argmax
+from sosc.matchers.correlation import CorrelationDecoder, correlation_volume, resample_to
+from sosc.matchers.csfa import CSFA
+
+#: Backbone strides KBCNet reads (METHOD.md): fine, middle, coarse.
+SCALES = (8, 16, 32)
+
+
+def pad_linear(flow: torch.Tensor) -> torch.Tensor:
+    """Pad a map ``(B, C, h, w)`` by one cell on each side by linear extrapolation.
+
+    A side of length 1 is padded by replication. Returns ``(B, C, h + 2, w + 2)``.
+
+    >>> pad_linear(torch.tensor([[[[1.0, 2.0]]]])).tolist()
+    [[[[0.0, 1.0, 2.0, 3.0], [0.0, 1.0, 2.0, 3.0], [0.0, 1.0, 2.0, 3.0]]]]
+    """
+    for dim in (2, 3):
+        n = flow.shape[dim]
+        first, last = flow.narrow(dim, 0, 1), flow.narrow(dim, n - 1, 1)
+        if n > 1:
+            first = 2 * first - flow.narrow(dim, 1, 1)
+            last = 2 * last - flow.narrow(dim, n - 2, 1)
+        flow = torch.cat([first, flow, last], dim=dim)
+    return flow
+
+
+def sample_flow(flow: torch.Tensor, points: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Target positions of source ``points`` ``(B, N, 2)`` (input pixels) under a dense ``flow``.
+
+    ``flow`` ``(B, 2, h, w)`` holds, per source cell, the target ``(x, y)`` in input pixels; cell
+    ``(i, j)`` covers ``size / (h, w)`` pixels. Bilinear between cell centres, linear
+    extrapolation in the half cell between the outer centres and the border (an affine flow is
+    reproduced exactly everywhere in the image). Returns ``(B, N, 2)`` input pixels.
+
+    >>> flow = torch.stack(torch.meshgrid(torch.tensor([4.0, 12.0]), torch.tensor([4.0, 12.0]), indexing="xy"))
+    >>> sample_flow(flow[None], torch.tensor([[[1.0, 15.0]]]), (16, 16)).tolist()
+    [[[1.0, 15.0]]]
+    """
+    h, w = flow.shape[-2:]
+    cell_h, cell_w = int(size[0]) // h, int(size[1]) // w
+    shifted = points + points.new_tensor([cell_w, cell_h])
+    return sample_at(pad_linear(flow), shifted, ((h + 2) * cell_h, (w + 2) * cell_w))
+
+
+def flow_from_scores(
+    scores: torch.Tensor, size: Sequence[int], temperature: float, kernel_sigma: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dense flow from a score volume, by (kernel) soft-argmax over the target cells, in float32.
+
+    Args:
+        scores: ``(B, h_s, w_s, h_t, w_t)``, higher is a better match.
+        size: target input size ``(S_h, S_w)`` that the target grid covers.
+        temperature: softmax temperature on the scores.
+        kernel_sigma: Gaussian window (in target cells) around the arg-max, or ``None``.
+
+    Returns:
+        ``flow`` ``(B, 2, h_s, w_s)``: expected target ``(x, y)`` in input pixels per source cell;
+        ``peak`` ``(B, h_s, w_s)``: the softmax's peak probability, in ``[0, 1]``.
+    """
+    with torch.autocast(device_type=scores.device.type, enabled=False):
+        pos, peak = soft_argmax(scores.float(), size, temperature, kernel_sigma)
+    return pos.permute(0, 3, 1, 2), peak
+
+
+class KBCNet(nn.Module):
+    """KBCNet matcher: ``forward(src_img, trg_img, src_kps, valid) -> MatchOutput``.
+
+    Inputs: ``src_img``, ``trg_img`` ``(B, 3, S_h, S_w)`` float RGB in ``[0, 1]`` (sizes may
+    differ between source and target, each a multiple of 32, non-square allowed);
+    ``src_kps`` ``(B, N, 2)`` ``(x, y)`` source keypoints in input pixels; ``valid`` ``(B, N)``
+    bool. Output :class:`MatchOutput` with ``kps`` ``(B, N, 2)`` target keypoints (input
+    pixels of the target), ``flow`` ``(B, 2, h_s, w_s)`` float32 (target ``(x, y)`` per source
+    cell at the working stride), ``confidence`` ``(B, N)`` (the flow's peak softmax probability
+    sampled at each keypoint), ``scores`` ``(B, h_s, w_s, h_t, w_t)`` if ``return_scores``.
+
+    Every keypoint, valid or not, gets the flow sampled at its position; a padded keypoint's
+    non-finite coordinates are read as ``(0, 0)``, so padded entries never change valid ones and
+    a pair without any valid keypoint still gets a defined (ignored by the loss) result.
+    NaN/Inf in an image or a valid keypoint, or a size that is not a multiple of 32, raise
+    :class:`~sosc.errors.ShapeError`.
+
+    Pipeline: timm backbone at strides 8/16/32 -> CSFA (projection to ``channels``, working
+    stride cells cross-attend to the other scales) -> cosine correlation with
+    ``K = 1 + 3`` channels (the aligned map and each projected scale resampled to the working
+    stride; ``K = 3`` without CSFA) -> decoder of center-pivot 4D blocks -> one score per
+    (source cell, target cell) -> softmax over target cells -> flow -> keypoints.
+
+    Args:
+        backbone: timm CNN name (default ``"resnet101"``).
+        pretrained: backbone weights: ``False`` (default, random init), ``True`` (timm hub),
+            ``"package"`` (offline packaged weights) or a weights file path; see
+            :class:`~sosc.matchers.backbone.Backbone`.
+        stride: working stride, 16 (default) or 8.
+        channels: CSFA width ``C`` (default 128), divisible by ``heads`` and 4.
+        heads: attention heads (default 4).
+        csfa_layers: cross-attention layers (default 1).
+        mlp_ratio: CSFA MLP width over ``channels`` (default 2.0).
+        use_csfa: cross-scale attention on (default); ``False`` is the ablation (correlation
+            of the projected scales only).
+        decoder: ``"center-pivot"`` (default) or ``"full"`` 4D convolutions (ablation).
+        decoder_channels: channels of each decoder block (default ``(16, 16, 16)``).
+        decoder_strides: target-dims stride of each block (default all 1). Strides shrink the
+            decoder's volume (speed at stride 8 or large inputs); the score head upsamples back.
+        kernel_size: odd 4D kernel size (default 3).
+        groups: GroupNorm groups in the decoder (default 4).
+        temperature: softmax temperature on the scores (default 0.05; scores start as the
+            mean cosine correlation, in ``[-1, 1]``).
+        kernel_sigma: Gaussian window in target cells for kernel soft-argmax (default ``None``:
+            plain soft-argmax).
+        freeze_backbone: keep backbone weights and BN statistics fixed (default ``False``).
+        return_scores: also return the score volume (default ``False``; it is large).
+        check_inputs: validate shapes and finiteness (default ``True``; one host sync).
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet101",
+        pretrained: bool | str = False,
+        stride: int = 16,
+        channels: int = 128,
+        heads: int = 4,
+        csfa_layers: int = 1,
+        mlp_ratio: float = 2.0,
+        use_csfa: bool = True,
+        decoder: str = "center-pivot",
+        decoder_channels: Sequence[int] = (16, 16, 16),
+        decoder_strides: Sequence[int] | None = None,
+        kernel_size: int = 3,
+        groups: int = 4,
+        temperature: float = 0.05,
+        kernel_sigma: float | None = None,
+        freeze_backbone: bool = False,
+        return_scores: bool = False,
+        check_inputs: bool = True,
+    ) -> None:
+        super().__init__()
+        if stride not in (8, 16):
+            raise ConfigError(f"stride (the working stride) must be 8 or 16, got {stride}")
+        if temperature <= 0:
+            raise ConfigError(f"temperature must be > 0, got {temperature}")
+        if kernel_sigma is not None and kernel_sigma <= 0:
+            raise ConfigError(f"kernel_sigma must be > 0 or None, got {kernel_sigma}")
+        self.stride = stride
+        self.multiple = max(SCALES)
+        self.use_csfa = use_csfa
+        self.temperature = float(temperature)
+        self.kernel_sigma = kernel_sigma
+        self.return_scores = return_scores
+        self.check_inputs = check_inputs
+        self.backbone = Backbone(backbone, pretrained, SCALES, freeze=freeze_backbone)
+        self.csfa = CSFA(
+            self.backbone.channels,
+            SCALES,
+            stride,
+            channels=channels,
+            heads=heads,
+            layers=csfa_layers if use_csfa else 0,
+            mlp_ratio=mlp_ratio,
+        )
+        self.correlation_channels = len(SCALES) + (1 if use_csfa else 0)
+        self.decoder = CorrelationDecoder(
+            self.correlation_channels,
+            decoder_channels,
+            decoder_strides,
+            kernel_size=kernel_size,
+            groups=groups,
+            decoder=decoder,
+        )
+
+    def correlation_features(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, K, C, h, w)`` features of ``images`` ``(B, 3, S_h, S_w)`` at the working stride.
+
+        Channel order: the CSFA-aligned map (when ``use_csfa``), then each projected scale,
+        finest first, resampled to the working grid.
+        """
+        aligned, projected = self.csfa(self.backbone(images))
+        size = aligned.shape[-2:]
+        maps = ([aligned] if self.use_csfa else []) + [resample_to(p, size) for p in projected]
+        return torch.stack(maps, dim=1)
+
+    def score_volume(self, src_img: torch.Tensor, trg_img: torch.Tensor) -> torch.Tensor:
+        """Score volume ``(B, h_s, w_s, h_t, w_t)`` of an image pair ``(B, 3, S_h, S_w)`` each."""
+        if src_img.shape == trg_img.shape:  # one backbone pass over the joint batch
+            src, trg = self.correlation_features(torch.cat([src_img, trg_img])).chunk(2)
+        else:
+            src, trg = self.correlation_features(src_img), self.correlation_features(trg_img)
+        return self.decoder(correlation_volume(src, trg))
+
+    def forward(
+        self,
+        src_img: torch.Tensor,
+        trg_img: torch.Tensor,
+        src_kps: torch.Tensor,
+        valid: torch.Tensor,
+    ) -> MatchOutput:
+        if self.check_inputs:
+            check_matcher_inputs(src_img, trg_img, src_kps, valid, self.multiple)
+        src_size, trg_size = tuple(src_img.shape[-2:]), tuple(trg_img.shape[-2:])
+        scores = self.score_volume(src_img, trg_img)
+        flow, peak = flow_from_scores(scores, trg_size, self.temperature, self.kernel_sigma)
+        points = torch.where(
+            valid[..., None], src_kps, torch.nan_to_num(src_kps, 0.0, 0.0, 0.0)
+        ).float()
+        with torch.autocast(device_type=flow.device.type, enabled=False):
+            kps = sample_flow(flow, points, src_size)
+            confidence = sample_at(peak[:, None], points, src_size)[..., 0]
+        return MatchOutput(
+            kps=kps, flow=flow, confidence=confidence, scores=scores if self.return_scores else None
+        )

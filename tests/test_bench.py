@@ -1,0 +1,19 @@
+"""The benchmark harness runs and reports sane numbers at a tiny size (no timing asserted)."""
+
+import json
+import math
+
+from sosc.bench import main
+
+
+def test_harness_runs_and_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    rows = main(["--backbone", "resnet18", "--sizes", "64", "--batches", "2", "--warmup", "0",
+                 "--repeats", "1", "--device", "cpu", "--out", str(out)])
+    assert [r.what for r in rows] == ["backbone", "kbcnet", "kbcnet+kbc", "train"]
+    for r in rows:
+        assert r.pairs_per_s > 0 and math.isfinite(r.pairs_per_s) and r.ratio_to_floor > 0
+    assert rows[0].ratio_to_floor == 1.0
+    data = json.loads(out.read_text())
+    assert data["device"].startswith("CPU") and len(data["rows"]) == 4
+    assert "pass 2 on" in rows[2].note
