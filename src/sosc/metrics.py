@@ -89,7 +89,8 @@ class PCK(Metric):
 
     ``compute()`` returns a dict of floats: ``pck@A`` (mean over pairs of each pair's fraction
     of correct keypoints), ``pck_kp@A`` (over all valid keypoints), ``pck@A/<category>``,
-    ``pck@A/<group>=<value>``, and the counts ``pairs``, ``keypoints``, ``skipped``.
+    ``pck@A/<group>=<value>``, and the counts ``pairs``, ``keypoints``, ``skipped`` and
+    ``pairs/<category>``, ``pairs/<group>=<value>``.
     States are concatenated across processes, so the distributed result equals the
     single-process one.
     """
@@ -192,8 +193,10 @@ class PCK(Metric):
             for cid in sorted(set(category.tolist())):
                 m = category == cid
                 out[f"pck@{k}/{self._name(cid)}"] = float(frac[m, i].mean())
+                out[f"pairs/{self._name(cid)}"] = float(m.sum())
             for g, name in enumerate(self.group_names):
                 for value in sorted(set(group[:, g].tolist())):
                     m = group[:, g] == value
                     out[f"pck@{k}/{name}={self._label(name, value)}"] = float(frac[m, i].mean())
+                    out[f"pairs/{name}={self._label(name, value)}"] = float(m.sum())
         return out

@@ -26,7 +26,7 @@ def rows(result: Mapping[str, float]) -> list[dict[str, str]]:
     alphas, parts = split_keys(result)
     out = []
     for part in parts:
-        row = {"subset": part or "all"}
+        row = {"subset": part or "all", "pairs": f"{result.get(f'pairs/{part}' if part else 'pairs', 0):.0f}"}
         for a in alphas:
             value = result.get(f"pck@{a}/{part}" if part else f"pck@{a}")
             row[f"pck@{a}"] = "" if value is None else f"{value:.6f}"
@@ -41,13 +41,13 @@ def markdown(result: Mapping[str, float], title: str) -> str:
     """A Markdown table with PCK x 100, one line per subset."""
     alphas, _ = split_keys(result)
     table = rows(result)
-    head = ["subset"] + [f"PCK@{a}" for a in alphas]
+    head = ["subset", "pairs"] + [f"PCK@{a}" for a in alphas]
     lines = [f"### {title}", "", f"pairs: {int(result.get('pairs', 0))}, keypoints: {int(result.get('keypoints', 0))}, "
              f"skipped: {int(result.get('skipped', 0))}", ""]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
     for row in table:
-        cells = [row["subset"]] + [f"{100 * float(row[f'pck@{a}']):.1f}" if row[f"pck@{a}"] else "" for a in alphas]
+        cells = [row["subset"], row["pairs"]] + [f"{100 * float(row[f'pck@{a}']):.1f}" if row[f"pck@{a}"] else "" for a in alphas]
         lines.append("| " + " | ".join(cells) + " |")
     if table:
         kp = ", ".join(f"PCK_kp@{a} {100 * float(table[0][f'pck_kp@{a}']):.1f}" for a in alphas)
