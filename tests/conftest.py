@@ -295,7 +295,7 @@ def cli_test_args(config, root, out, *extra):
     return [
         "test", "--config", str(config), "--data.root", str(root), "--data.img_size", "64",
         "--data.num_workers", "0", "--data.batch_size", "2", "--model.matcher.backbone", "resnet18",
-        "--model.matcher.pretrained", "false", "--model.matcher.strides", "[8,16]",
+        "--model.matcher.pretrained", "false", "--model.matcher.channels", "32",
         "--trainer.logger.save_dir", str(out), "--trainer.accelerator", "cpu",
         "--trainer.enable_progress_bar", "false", *extra,
     ]

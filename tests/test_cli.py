@@ -79,7 +79,7 @@ class TestCLI:
     @pytest.mark.parametrize("name", ["synthetic", "spair", "pfpascal", "pfwillow"])
     def test_configs_parse(self, name, tmp_path):
         path = Path(__file__).parents[1] / "configs" / f"{name}.yaml"
-        if not path.is_file():
-            pytest.skip(f"{path} not written yet")
-        cli = main(["--config", str(path), "--trainer.logger.init_args.save_dir", str(tmp_path)], run=False)
-        assert cli.model is not None
+        cli = main(["--config", str(path), "--trainer.logger.init_args.save_dir", str(tmp_path),
+                    "--model.matcher.init_args.pretrained", "false"], run=False)
+        assert type(cli.model.matcher).__name__ == "KBCNet"
+        assert cli.model.input_size == ((512, 512) if name == "spair" else (256, 256))

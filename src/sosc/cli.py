@@ -35,7 +35,7 @@ class SoscCLI(LightningCLI):
         """
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.link_arguments("data.init_args.img_size", "model.input_size")
+        parser.link_arguments("data.img_size", "model.input_size", apply_on="instantiate")
         parser.link_arguments(
             ("model.kbc_train_p", "model.kbc_tau", "model.kbc_rho", "model.kbc_margin", "model.kbc_s_max"),
             "data.init_args.kbc_train",

@@ -17,6 +17,7 @@ from sosc.data.dataset import (
     validate_records,
     warn_skips,
 )
+from sosc.data.download import ArchiveSpec, ensure_benchmark
 from sosc.data.records import PairRecord
 from sosc.kbc import KBCConfig, kbc_train_windows
 
@@ -28,8 +29,10 @@ class PairDataModule(L.LightningDataModule):
     """Base class: a subclass only says how to read a split into :class:`PairRecord` s.
 
     Args:
-        root: folder holding the benchmark (either layout a subclass accepts).
-        img_size: network input side, or ``[S_h, S_w]``.
+        root: folder holding the benchmark (either layout a subclass accepts), or its parent;
+            a download is extracted into it. Default ``data``.
+        img_size: network input side, or ``[S_h, S_w]``; None gives the benchmark's usual
+            input (:attr:`default_img_size`: 512 for SPair-71k, 256 otherwise).
         batch_size: pairs per training batch.
         eval_batch_size: pairs per evaluation batch (default: ``batch_size``).
         num_workers: loader processes.
@@ -41,15 +44,24 @@ class PairDataModule(L.LightningDataModule):
             ``tau``, ``rho``, ``margin``, ``s_max``): with probability ``train_p`` a training
             pair is cropped around its ground-truth keypoint boxes. The CLI links them from
             ``model.kbc_train_p`` and the other ``model.kbc_*`` settings. None: never.
+        download: fetch and extract the benchmark's archive in ``prepare_data`` when its tree
+            is missing; ``False`` never downloads and only explains what to put where.
+        url: download from this URL (a mirror) instead of the environment variable named by
+            the archive (``SOSC_SPAIR_URL``, ...) or the official URL.
+        sha256: expected checksum of the archive (none is published for these benchmarks).
     """
 
     #: Human-readable benchmark name used in messages.
     name = "pairs"
+    #: Input side used when ``img_size`` is None.
+    default_img_size: int = 256
+    #: The archive ``prepare_data`` downloads (None: nothing to download).
+    archive: ArchiveSpec | None = None
 
     def __init__(
         self,
-        root: str | Path,
-        img_size: int | Sequence[int] = 256,
+        root: str | Path = "data",
+        img_size: int | Sequence[int] | None = None,
         batch_size: int = 8,
         eval_batch_size: int | None = None,
         num_workers: int = 2,
@@ -58,10 +70,13 @@ class PairDataModule(L.LightningDataModule):
         max_pairs: int | None = None,
         predict_split: str = "test",
         kbc_train: dict[str, float] | None = None,
+        download: bool = True,
+        url: str | None = None,
+        sha256: str | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root).expanduser()
-        self.img_size = img_size
+        self.img_size = img_size if img_size is not None else self.default_img_size
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
@@ -70,6 +85,9 @@ class PairDataModule(L.LightningDataModule):
         self.max_pairs = max_pairs
         self.predict_split = predict_split
         self.kbc_train = dict(kbc_train) if kbc_train else None
+        self.download = download
+        self.url = url
+        self.sha256 = sha256
         self.datasets: dict[str, PairDataset] = {}
         self.skipped: dict[str, SkipReport] = {}
 
@@ -77,6 +95,25 @@ class PairDataModule(L.LightningDataModule):
     def read_split(self, split: str) -> tuple[list[PairRecord], SkipReport]:
         """Read ``split`` (``train``, ``val`` or ``test``) into records."""
         raise NotImplementedError
+
+    def find_root(self, root: Path) -> Path:
+        """The benchmark's tree under ``root``; raises :class:`DatasetError` naming the paths
+        searched when it is not there."""
+        raise NotImplementedError
+
+    def extra_help(self) -> str:
+        """Instructions added to the missing-data message (files the archive lacks)."""
+        return ""
+
+    def prepare_data(self) -> None:
+        """Download and extract the archive into ``root`` if the tree is not there (sets no
+        attributes; ``download=False`` only checks and explains)."""
+        if self.archive is None:
+            return
+        ensure_benchmark(
+            self.archive, self.root, self.find_root, download=self.download, url=self.url,
+            sha256=self.sha256, extra_help=self.extra_help(),
+        )
 
     def train_window_fn(self) -> WindowFn | None:
         """Train-time window choice (KBC augmentation) or None for full images."""

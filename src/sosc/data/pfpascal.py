@@ -50,7 +50,7 @@ import scipy.io
 
 from sosc.data.datamodule import PairDataModule
 from sosc.data.dataset import SkipReport
-from sosc.data.download import ArchiveSpec, ensure_benchmark, manual_instructions
+from sosc.data.download import ArchiveSpec, manual_instructions
 from sosc.data.records import PairRecord
 from sosc.errors import DatasetError
 
@@ -429,36 +429,11 @@ class PFPascalDataModule(PairDataModule):
     archive: ArchiveSpec = PFPASCAL_ARCHIVE
     categories: Sequence[str] = PFPASCAL_CATEGORIES
 
-    def __init__(
-        self,
-        root: str | Path = "data",
-        img_size: int | Sequence[int] = 256,
-        batch_size: int = 16,
-        eval_batch_size: int | None = None,
-        num_workers: int = 4,
-        augment: bool = True,
-        strict: bool = True,
-        max_pairs: int | None = None,
-        predict_split: str = "test",
-        kbc_train: dict[str, float] | None = None,
-        download: bool = True,
-        url: str | None = None,
-        sha256: str | None = None,
-    ) -> None:
-        super().__init__(
-            root, img_size, batch_size, eval_batch_size, num_workers, augment, strict, max_pairs,
-            predict_split, kbc_train,
-        )
-        self.download = download
-        self.url = url
-        self.sha256 = sha256
+    def find_root(self, root: Path) -> Path:
+        return find_pfpascal_root(root)
 
-    def prepare_data(self) -> None:
-        """Download and extract PF-dataset-PASCAL.zip into ``root`` if no tree is there (sets no attributes)."""
-        ensure_benchmark(
-            self.archive, self.root, find_pfpascal_root, download=self.download, url=self.url,
-            sha256=self.sha256, extra_help=split_files_help(self.root / PFPASCAL_FOLDERS[0], self.root),
-        )
+    def extra_help(self) -> str:
+        return split_files_help(self.root / PFPASCAL_FOLDERS[0], self.root)
 
     def read_split(self, split: str) -> tuple[list[PairRecord], SkipReport]:
         return read_pfpascal(self.root, split)

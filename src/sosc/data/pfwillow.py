@@ -41,7 +41,7 @@ from torch.utils.data import DataLoader
 
 from sosc.data.datamodule import PairDataModule
 from sosc.data.dataset import SkipReport
-from sosc.data.download import ArchiveSpec, ensure_benchmark, manual_instructions
+from sosc.data.download import ArchiveSpec, manual_instructions
 from sosc.data.pfpascal import read_csv_rows
 from sosc.data.records import PairRecord
 from sosc.errors import ConfigError, DatasetError
@@ -220,29 +220,11 @@ class PFWillowDataModule(PairDataModule):
     archive: ArchiveSpec = PFWILLOW_ARCHIVE
     categories: Sequence[str] = PFWILLOW_CATEGORIES
 
-    def __init__(
-        self,
-        root: str | Path = "data",
-        img_size: int | Sequence[int] = 256,
-        batch_size: int = 16,
-        eval_batch_size: int | None = None,
-        num_workers: int = 4,
-        augment: bool = False,
-        strict: bool = True,
-        max_pairs: int | None = None,
-        predict_split: str = "test",
-        kbc_train: dict[str, float] | None = None,
-        download: bool = True,
-        url: str | None = None,
-        sha256: str | None = None,
-    ) -> None:
-        super().__init__(
-            root, img_size, batch_size, eval_batch_size, num_workers, augment, strict, max_pairs,
-            predict_split, kbc_train,
-        )
-        self.download = download
-        self.url = url
-        self.sha256 = sha256
+    def find_root(self, root: Path) -> Path:
+        return find_pfwillow_root(root)
+
+    def extra_help(self) -> str:
+        return pair_file_help(self.root / PFWILLOW_FOLDERS[0], self.root)
 
     def prepare_data(self) -> None:
         """Download and extract PF-dataset.zip into ``root`` if no tree is there (sets no attributes).
@@ -253,10 +235,7 @@ class PFWillowDataModule(PairDataModule):
         trainer = getattr(self, "trainer", None)
         if trainer is not None and getattr(trainer.state, "fn", None) == "fit":
             read_pfwillow(self.root, "train")
-        ensure_benchmark(
-            self.archive, self.root, find_pfwillow_root, download=self.download, url=self.url,
-            sha256=self.sha256, extra_help=pair_file_help(self.root / PFWILLOW_FOLDERS[0], self.root),
-        )
+        super().prepare_data()
 
     def read_split(self, split: str) -> tuple[list[PairRecord], SkipReport]:
         return read_pfwillow(self.root, split)

@@ -31,7 +31,7 @@ import numpy as np
 
 from sosc.data.datamodule import PairDataModule
 from sosc.data.dataset import SkipReport
-from sosc.data.download import ArchiveSpec, ensure_benchmark, manual_instructions
+from sosc.data.download import ArchiveSpec, manual_instructions
 from sosc.data.images import image_size
 from sosc.data.records import DIFFICULTY_FLAGS, PairRecord
 from sosc.errors import DatasetError
@@ -191,51 +191,19 @@ class SPair71kDataModule(PairDataModule):
     """SPair-71k: 53,340 / 5,384 / 12,234 pairs (large layout), 18 categories, PCK by the
     target object box; items carry the four difficulty flags and the object size class.
 
-    Args:
-        root: the ``SPair-71k`` folder or its parent (default ``data``); a download is
-            extracted into ``root``.
-        img_size: network input side (default 512, as the field uses for SPair-71k).
-        download: fetch and extract ``SPair-71k.tar.gz`` in ``prepare_data`` when the tree is
-            missing; ``False`` never downloads and only explains what to put where.
-        url: download from this URL (a mirror) instead of ``$SOSC_SPAIR_URL`` or the official one.
-        sha256: expected checksum of the archive (none is published).
-        Other arguments: see :class:`sosc.data.datamodule.PairDataModule`.
+    Arguments: see :class:`sosc.data.datamodule.PairDataModule`; ``root`` is the
+    ``SPair-71k`` folder or its parent, the archive is ``SPair-71k.tar.gz`` (mirror:
+    ``$SOSC_SPAIR_URL``), and the default input is 512, as the field uses for SPair-71k.
     """
 
     name = "SPair-71k"
     archive: ArchiveSpec = SPAIR_ARCHIVE
     categories: Sequence[str] = SPAIR_CATEGORIES
     difficulty_flags: Sequence[str] = DIFFICULTY_FLAGS
+    default_img_size = 512
 
-    def __init__(
-        self,
-        root: str | Path = "data",
-        img_size: int | Sequence[int] = 512,
-        batch_size: int = 8,
-        eval_batch_size: int | None = None,
-        num_workers: int = 4,
-        augment: bool = True,
-        strict: bool = True,
-        max_pairs: int | None = None,
-        predict_split: str = "test",
-        kbc_train: dict[str, float] | None = None,
-        download: bool = True,
-        url: str | None = None,
-        sha256: str | None = None,
-    ) -> None:
-        super().__init__(
-            root, img_size, batch_size, eval_batch_size, num_workers, augment, strict, max_pairs,
-            predict_split, kbc_train,
-        )
-        self.download = download
-        self.url = url
-        self.sha256 = sha256
-
-    def prepare_data(self) -> None:
-        """Download and extract SPair-71k into ``root`` if it is not there (sets no attributes)."""
-        ensure_benchmark(
-            self.archive, self.root, find_spair_root, download=self.download, url=self.url, sha256=self.sha256
-        )
+    def find_root(self, root: Path) -> Path:
+        return find_spair_root(root)
 
     def missing_help(self) -> str:
         """What to do when the tree is missing (subclasses that generate their data override it)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from sosc.data.records import DIFFICULTY_FLAGS
 from sosc.data.spair import SPair71kDataModule
@@ -21,34 +22,26 @@ class SyntheticDataModule(SPair71kDataModule):
         root: where the set lives (default ``data/synthetic``).
         seed, n_train, n_val, n_test: generator settings.
         gen_workers: processes used to generate.
-        Other arguments: see :class:`sosc.data.datamodule.PairDataModule`.
+        **kwargs: the other arguments of :class:`sosc.data.datamodule.PairDataModule`
+            (default input 256; nothing is ever downloaded).
     """
 
     name = "synthetic"
+    archive = None
+    default_img_size = 256
     difficulty_flags: Sequence[str] = DIFFICULTY_FLAGS
 
     def __init__(
         self,
         root: str | Path = "data/synthetic",
-        img_size: int | Sequence[int] = 256,
-        batch_size: int = 8,
-        eval_batch_size: int | None = None,
-        num_workers: int = 2,
-        augment: bool = True,
-        strict: bool = True,
-        max_pairs: int | None = None,
-        predict_split: str = "test",
-        kbc_train: dict[str, float] | None = None,
         seed: int = 0,
         n_train: int = 3000,
         n_val: int = 300,
         n_test: int = 300,
         gen_workers: int = 2,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            root, img_size, batch_size, eval_batch_size, num_workers, augment, strict, max_pairs,
-            predict_split, kbc_train,
-        )
+        super().__init__(root=root, **kwargs)
         from sosc.data.synthetic import CATEGORIES
 
         self.categories = tuple(CATEGORIES)
