@@ -49,6 +49,7 @@ def main() -> None:
         "FeatureMatcher (training-free)": [
             "--model.matcher", "sosc.matchers.FeatureMatcher",
             "--model.matcher.backbone", "tf_efficientnet_lite0", "--model.matcher.pretrained", "package",
+            "--model.matcher.strides", "[8, 16]", "--model.matcher.temperature", "0.02",
         ],
     }
     if opts.kbcnet_ckpt:

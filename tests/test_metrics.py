@@ -211,3 +211,13 @@ def test_group_labels_name_the_values():
              groups={"size": torch.tensor([0, 2])})
     out = m.compute()
     assert out["pck@0.1/size=small"] == 1.0 and out["pck@0.1/size=large"] == 0.0
+
+
+def test_no_category_gives_no_breakdown():
+    import torch
+
+    from sosc.metrics import PCK
+
+    m = PCK((0.1,))
+    m.update(torch.zeros(1, 2, 2), torch.zeros(1, 2, 2), torch.ones(1, 2, dtype=torch.bool), torch.tensor([10.0]))
+    assert set(m.compute()) == {"pairs", "keypoints", "skipped", "pck@0.1", "pck_kp@0.1"}

@@ -190,7 +190,7 @@ class PCK(Metric):
             k = _key(a)
             out[f"pck@{k}"] = float(frac[:, i].mean())
             out[f"pck_kp@{k}"] = float(correct[:, i].sum() / count.sum())
-            for cid in sorted(set(category.tolist())):
+            for cid in sorted(set(category.tolist()) - {-1}):  # -1: no category given
                 m = category == cid
                 out[f"pck@{k}/{self._name(cid)}"] = float(frac[m, i].mean())
                 out[f"pairs/{self._name(cid)}"] = float(m.sum())
