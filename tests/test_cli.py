@@ -83,3 +83,14 @@ class TestCLI:
                     "--model.matcher.init_args.pretrained", "false"], run=False)
         assert type(cli.model.matcher).__name__ == "KBCNet"
         assert cli.model.input_size == ((512, 512) if name == "spair" else (256, 256))
+
+
+def test_wandb_logger_works_offline(spair_tree, tmp_path):
+    root, _ = spair_tree
+    args = common(root, tmp_path / "logs")
+    args = [a for a in args if a not in ("--trainer.logger.save_dir", str(tmp_path / "logs"))]
+    cli = main(["fit", *args, "--trainer.logger", "lightning.pytorch.loggers.WandbLogger",
+                "--trainer.logger.init_args.offline", "true", "--trainer.logger.init_args.save_dir",
+                str(tmp_path / "wb"), "--trainer.max_steps", "1"])
+    assert type(cli.trainer.logger).__name__ == "WandbLogger"
+    assert any((tmp_path / "wb" / "wandb").glob("offline-run-*"))
