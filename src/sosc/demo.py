@@ -30,7 +30,7 @@ def _run(args: list[str]):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/synthetic.yaml")
-    parser.add_argument("--max-steps", type=int, default=150, help="training steps (default 150)")
+    parser.add_argument("--max-steps", type=int, default=100, help="training steps (default 100)")
     parser.add_argument("--logs", default="logs/demo", help="where logs, checkpoints and reports go")
     opts = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
