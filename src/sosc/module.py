@@ -265,6 +265,9 @@ class CorrespondenceModule(L.LightningModule):
             "pairs": self._predictions,
         }
         tmp = target.with_suffix(target.suffix + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=1))
+        pairs = payload.pop("pairs")
+        head = json.dumps(payload, indent=1)[:-2]  # one line per pair keeps large files readable
+        body = ",\n".join("  " + json.dumps(p) for p in pairs)
+        tmp.write_text(f'{head},\n "pairs": [\n{body}\n ]\n}}\n')
         tmp.replace(target)
         print(f"predictions for {len(self._predictions)} pairs written to {target}")
