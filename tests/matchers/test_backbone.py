@@ -71,3 +71,13 @@ class TestFreeze:
         net.train()
         assert not net.body.training
         assert not any(p.requires_grad for p in net.parameters())
+
+
+def test_checksum_mismatch_names_file_and_hashes(monkeypatch):
+    import dataclasses
+
+    record = PACKAGED_WEIGHTS["tf_efficientnet_lite0"]
+    monkeypatch.setitem(PACKAGED_WEIGHTS, "tf_efficientnet_lite0", dataclasses.replace(record, sha256="0" * 64))
+    with pytest.raises(WeightsError, match="checksum mismatch") as err:
+        _packaged_state("tf_efficientnet_lite0")
+    assert "0" * 64 in str(err.value) and record.sha256 in str(err.value)

@@ -22,7 +22,6 @@ variable it names (e.g. ``SOSC_SPAIR_URL``), overridden by an explicit ``url`` a
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import logging
@@ -40,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from sosc.checksum import sha256sum
 from sosc.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -84,15 +84,6 @@ def resolve_url(spec: ArchiveSpec, url: str | None = None) -> str:
     if url:
         return url
     return os.environ.get(spec.env) or spec.url
-
-
-def sha256sum(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _part_path(dest: Path) -> Path:

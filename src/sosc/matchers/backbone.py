@@ -9,7 +9,6 @@ back to random weights silently.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import timm
 import torch
 from torch import nn
 
+from sosc.checksum import sha256sum
 from sosc.errors import ConfigError, SoscError
 
 
@@ -75,15 +75,6 @@ PACKAGED_WEIGHTS: dict[str, WeightsRecord] = {
 }
 
 
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _load_by_key_order(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
     """Copy ``state`` into ``model`` pairing keys by order, checking every shape."""
     own = model.state_dict()
@@ -116,8 +107,10 @@ def _packaged_state(name: str) -> tuple[dict[str, torch.Tensor], WeightsRecord]:
     path = record.file()
     if not path.is_file():
         raise WeightsError(f"weights file {path} of package {record.package!r} is missing: reinstall it")
-    if record.sha256 and sha256_of(path) != record.sha256:
-        raise WeightsError(f"{path}: checksum mismatch, expected sha256 {record.sha256}, got {sha256_of(path)}")
+    if record.sha256 and (got := sha256sum(path)) != record.sha256:
+        raise WeightsError(
+            f"{path}: checksum mismatch, expected sha256 {record.sha256}, got {got}: reinstall {record.package!r}"
+        )
     full = timm.create_model(record.model, pretrained=False)
     state = torch.load(path, map_location="cpu", weights_only=True)
     _load_by_key_order(full, state, path)
