@@ -30,6 +30,7 @@ from sosc.matchers.base import (
     MatchOutput,
     cell_centers,
     check_matcher_inputs,
+    check_soft_argmax_options,
     sample_at,
     soft_argmax,
 )
@@ -338,10 +339,7 @@ class ScoreVolumeMatcher(_Normalizing):
         target_first: bool = False,
     ) -> None:
         super().__init__(mean, std, target_first)
-        if not temperature > 0:
-            raise ConfigError(f"temperature must be > 0, got {temperature}")
-        if kernel_sigma is not None and not kernel_sigma > 0:
-            raise ConfigError(f"kernel_sigma must be > 0 cells or None, got {kernel_sigma}")
+        check_soft_argmax_options(temperature, kernel_sigma)
         self.net = net
         self.temperature = temperature
         self.kernel_sigma = kernel_sigma

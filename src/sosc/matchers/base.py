@@ -21,7 +21,7 @@ from typing import Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 
-from sosc.errors import ShapeError, check_shape
+from sosc.errors import ConfigError, ShapeError, check_shape
 from sosc.geometry import as_size
 
 
@@ -128,6 +128,15 @@ def sample_at(features: torch.Tensor, points: torch.Tensor, size: int | Sequence
     grid = (points * scale - 1.0).clamp(-1.0, 1.0).to(features.dtype)
     out = F.grid_sample(features, grid[:, :, None, :], mode="bilinear", padding_mode="border", align_corners=False)
     return out[..., 0].transpose(1, 2)
+
+
+def check_soft_argmax_options(temperature: float, kernel_sigma: float | None) -> None:
+    """Raise :class:`ConfigError` unless ``temperature > 0`` and ``kernel_sigma`` is None or > 0
+    (the options of :func:`soft_argmax`, checked once when a matcher is built)."""
+    if not temperature > 0:
+        raise ConfigError(f"temperature must be > 0, got {temperature}")
+    if kernel_sigma is not None and not kernel_sigma > 0:
+        raise ConfigError(f"kernel_sigma must be > 0 cells or None, got {kernel_sigma}")
 
 
 def soft_argmax(

@@ -9,7 +9,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from sosc.matchers.backbone import Backbone
-from sosc.matchers.base import MatchOutput, check_matcher_inputs, sample_at, soft_argmax
+from sosc.matchers.base import (
+    MatchOutput,
+    check_matcher_inputs,
+    check_soft_argmax_options,
+    sample_at,
+    soft_argmax,
+)
 
 
 class FeatureMatcher(nn.Module):
@@ -51,6 +57,7 @@ class FeatureMatcher(nn.Module):
         for conv in self.proj:
             nn.init.eye_(conv.weight[:, :, 0, 0])
             nn.init.zeros_(conv.bias)
+        check_soft_argmax_options(temperature, kernel_sigma)
         self.temperature = temperature
         self.kernel_sigma = kernel_sigma
 

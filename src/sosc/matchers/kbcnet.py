@@ -14,7 +14,13 @@ from torch import nn
 
 from sosc.errors import ConfigError
 from sosc.matchers.backbone import Backbone
-from sosc.matchers.base import MatchOutput, check_matcher_inputs, sample_at, soft_argmax
+from sosc.matchers.base import (
+    MatchOutput,
+    check_matcher_inputs,
+    check_soft_argmax_options,
+    sample_at,
+    soft_argmax,
+)
 from sosc.matchers.correlation import CorrelationDecoder, correlation_volume, resample_to
 from sosc.matchers.csfa import CSFA
 
@@ -152,10 +158,7 @@ class KBCNet(nn.Module):
         super().__init__()
         if stride not in (8, 16):
             raise ConfigError(f"stride (the working stride) must be 8 or 16, got {stride}")
-        if temperature <= 0:
-            raise ConfigError(f"temperature must be > 0, got {temperature}")
-        if kernel_sigma is not None and kernel_sigma <= 0:
-            raise ConfigError(f"kernel_sigma must be > 0 or None, got {kernel_sigma}")
+        check_soft_argmax_options(temperature, kernel_sigma)
         self.stride = stride
         self.multiple = max(SCALES)
         self.use_csfa = use_csfa
