@@ -81,6 +81,10 @@ class TestPointsBox:
         box = points_box(pts, torch.tensor([[True, True, False]]))
         assert box.tolist() == [[1.0, 1.0, 4.0, 3.0]]
 
+    def test_no_point_at_all_is_nan(self):
+        assert torch.isnan(points_box(torch.zeros(0, 2))).all()
+        assert points_box(torch.zeros(3, 0, 2)).shape == (3, 4)
+
     def test_no_valid_point_is_nan(self):
         box = points_box(torch.zeros(2, 3, 2), torch.zeros(2, 3, dtype=torch.bool))
         assert torch.isnan(box).all()

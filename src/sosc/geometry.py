@@ -199,6 +199,8 @@ def points_box(points: torch.Tensor, valid: torch.Tensor | None = None) -> torch
     """
     if valid is None:
         valid = torch.ones(points.shape[:-1], dtype=torch.bool, device=points.device)
+    if points.shape[-2] == 0:  # no points at all: the same NaN box as no valid point
+        return torch.full((*points.shape[:-2], 4), float("nan"), dtype=points.dtype, device=points.device)
     inf = torch.tensor(float("inf"), dtype=points.dtype, device=points.device)
     m = valid[..., None]
     lo = torch.where(m, points, inf).amin(dim=-2)

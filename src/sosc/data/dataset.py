@@ -22,7 +22,7 @@ from torch.utils.data import Dataset, default_collate
 from sosc.data.images import image_size, read_image
 from sosc.data.records import PairRecord, pck_bound, size_class
 from sosc.errors import DatasetError
-from sosc.geometry import as_size, full_window, points_to_window, resample_window
+from sosc.geometry import as_size, full_window, points_box, points_to_window, resample_window
 
 log = logging.getLogger(__name__)
 
@@ -217,19 +217,15 @@ class PairDataset(Dataset):
             "category": rec.category,
             "category_id": rec.category_id,
             "pair_id": rec.pair_id,
-            "size_class": size_class(trg_bbox if np.isfinite(trg_bbox).all() else _kps_box(trg_kps), trg_hw),
+            "size_class": size_class(
+                trg_bbox if np.isfinite(trg_bbox).all() else points_box(torch.from_numpy(trg_kps)).numpy(), trg_hw
+            ),
         }
         for flag, value in rec.flags.items():
             item[flag] = int(value)
         if self.keep_original:
             item["src_orig"], item["trg_orig"] = src, trg
         return item
-
-
-def _kps_box(kps: np.ndarray) -> np.ndarray:
-    if len(kps) == 0:
-        return np.full(4, np.nan, dtype=np.float32)
-    return np.concatenate([kps.min(axis=0), kps.max(axis=0)]).astype(np.float32)
 
 
 #: Keys whose per-item values differ in shape and stay lists in a batch.
