@@ -265,5 +265,10 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     return rows
 
 
-if __name__ == "__main__":
+def command() -> None:
+    """The installed ``sosc-bench`` script: :func:`main` on ``sys.argv``, exit status 0 on success."""
     main()
+
+
+if __name__ == "__main__":
+    command()

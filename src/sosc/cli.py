@@ -53,7 +53,11 @@ class SoscCLI(LightningCLI):
 
 
 def main(args: Sequence[str] | None = None, run: bool = True) -> SoscCLI:
-    """Entry point of the ``sosc`` command (``args`` for in-process use and tests)."""
+    """Run the ``sosc`` command in-process and return the CLI (``cli.trainer``, ``cli.model``).
+
+    ``args`` as on the command line (default ``sys.argv[1:]``); ``run=False`` only parses and
+    instantiates. The installed ``sosc`` script calls :func:`command` instead.
+    """
     os.environ.setdefault("WANDB_MODE", "offline")
     return SoscCLI(
         CorrespondenceModule,
@@ -65,5 +69,10 @@ def main(args: Sequence[str] | None = None, run: bool = True) -> SoscCLI:
     )
 
 
-if __name__ == "__main__":
+def command() -> None:
+    """The installed ``sosc`` script: :func:`main` on ``sys.argv``, exit status 0 on success."""
     main()
+
+
+if __name__ == "__main__":
+    command()
