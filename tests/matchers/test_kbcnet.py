@@ -188,7 +188,7 @@ class TestTraining:
     def test_untrained_decoder_follows_mean_correlation(self, net):
         src, trg, *_ = inputs(b=1)
         with torch.no_grad():
-            feats = net.correlation_features(torch.cat([src, trg]))
+            feats, _ = net.correlation_features(torch.cat([src, trg]))
             corr = correlation_volume(feats[:1], feats[1:])
             scores = net.decoder(corr)
         assert torch.allclose(scores, corr.mean(1), atol=1e-2)

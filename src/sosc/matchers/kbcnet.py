@@ -23,6 +23,7 @@ from sosc.matchers.base import (
 )
 from sosc.matchers.correlation import CorrelationDecoder, correlation_volume, resample_to
 from sosc.matchers.csfa import CSFA
+from sosc.matchers.refine import KeypointRefiner
 
 #: Backbone strides KBCNet reads (METHOD.md): fine, middle, coarse.
 SCALES = (8, 16, 32)
@@ -92,10 +93,16 @@ class KBCNet(nn.Module):
     ``src_kps`` ``(B, N, 2)`` ``(x, y)`` source keypoints in input pixels; ``valid`` ``(B, N)``
     bool. Output :class:`MatchOutput` with ``kps`` ``(B, N, 2)`` target keypoints (input
     pixels of the target), ``flow`` ``(B, 2, h_s, w_s)`` float32 (target ``(x, y)`` per source
-    cell at the working stride), ``confidence`` ``(B, N)`` (the flow's peak softmax probability
-    sampled at each keypoint), ``scores`` ``(B, h_s, w_s, h_t, w_t)`` if ``return_scores``.
+    cell at the working stride), ``confidence`` ``(B, N)`` (the peak softmax probability behind
+    each keypoint), ``scores`` ``(B, h_s, w_s, h_t, w_t)`` if ``return_scores``.
 
-    Every keypoint, valid or not, gets the flow sampled at its position; a padded keypoint's
+    Keypoints: with ``refine`` (default) and working stride 16, each keypoint is re-located on
+    the stride-8 target grid (:mod:`sosc.matchers.refine`: its row of the score volume,
+    upsampled, plus a learnt weight times the cosine similarity of the projected stride-8
+    features), so ``kps`` are finer than the dense ``flow``; without it (or at working
+    stride 8) ``kps`` are the ``flow`` sampled at the source keypoints.
+
+    Every keypoint, valid or not, gets a prediction; a padded keypoint's
     non-finite coordinates are read as ``(0, 0)``, so padded entries never change valid ones and
     a pair without any valid keypoint still gets a defined (ignored by the loss) result.
     NaN/Inf in an image or a valid keypoint, or a size that is not a multiple of 32, raise
@@ -129,6 +136,9 @@ class KBCNet(nn.Module):
             mean cosine correlation, in ``[-1, 1]``).
         kernel_sigma: Gaussian window in target cells for kernel soft-argmax (default ``None``:
             plain soft-argmax).
+        refine: re-locate keypoints on the stride-8 grid (default ``True``; no effect at
+            working stride 8). Our addition to METHOD.md's KBCNet, see ``docs/METHOD.md``.
+        refine_weight: initial weight of the stride-8 cosine similarity (default 1.0; learnt).
         freeze_backbone: keep backbone weights and BN statistics fixed (default ``False``).
         return_scores: also return the score volume (default ``False``; it is large).
         check_inputs: validate shapes and finiteness (default ``True``; one host sync).
@@ -151,6 +161,8 @@ class KBCNet(nn.Module):
         groups: int = 4,
         temperature: float = 0.05,
         kernel_sigma: float | None = None,
+        refine: bool = True,
+        refine_weight: float = 1.0,
         freeze_backbone: bool = False,
         return_scores: bool = False,
         check_inputs: bool = True,
@@ -185,9 +197,11 @@ class KBCNet(nn.Module):
             groups=groups,
             decoder=decoder,
         )
+        self.refiner = KeypointRefiner(refine_weight) if refine and stride > min(SCALES) else None
 
-    def correlation_features(self, images: torch.Tensor) -> torch.Tensor:
-        """``(B, K, C, h, w)`` features of ``images`` ``(B, 3, S_h, S_w)`` at the working stride.
+    def correlation_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features of ``images`` ``(B, 3, S_h, S_w)``: ``(B, K, C, h, w)`` at the working stride
+        and ``(B, C, S_h / 8, S_w / 8)``, the projected stride-8 map (for the refinement).
 
         Channel order: the CSFA-aligned map (when ``use_csfa``), then each projected scale,
         finest first, resampled to the working grid.
@@ -195,15 +209,20 @@ class KBCNet(nn.Module):
         aligned, projected = self.csfa(self.backbone(images))
         size = aligned.shape[-2:]
         maps = ([aligned] if self.use_csfa else []) + [resample_to(p, size) for p in projected]
-        return torch.stack(maps, dim=1)
+        return torch.stack(maps, dim=1), projected[0]
 
-    def score_volume(self, src_img: torch.Tensor, trg_img: torch.Tensor) -> torch.Tensor:
-        """Score volume ``(B, h_s, w_s, h_t, w_t)`` of an image pair ``(B, 3, S_h, S_w)`` each."""
+    def score_volume(
+        self, src_img: torch.Tensor, trg_img: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Score volume ``(B, h_s, w_s, h_t, w_t)`` of an image pair ``(B, 3, S_h, S_w)`` each,
+        with the projected stride-8 maps of source and target ``(B, C, S_h / 8, S_w / 8)``."""
         if src_img.shape == trg_img.shape:  # one backbone pass over the joint batch
-            src, trg = self.correlation_features(torch.cat([src_img, trg_img])).chunk(2)
+            stack, fine = self.correlation_features(torch.cat([src_img, trg_img]))
+            (src, trg), (src_fine, trg_fine) = stack.chunk(2), fine.chunk(2)
         else:
-            src, trg = self.correlation_features(src_img), self.correlation_features(trg_img)
-        return self.decoder(correlation_volume(src, trg))
+            src, src_fine = self.correlation_features(src_img)
+            trg, trg_fine = self.correlation_features(trg_img)
+        return self.decoder(correlation_volume(src, trg)), src_fine, trg_fine
 
     def forward(
         self,
@@ -215,14 +234,19 @@ class KBCNet(nn.Module):
         if self.check_inputs:
             check_matcher_inputs(src_img, trg_img, src_kps, valid, self.multiple)
         src_size, trg_size = tuple(src_img.shape[-2:]), tuple(trg_img.shape[-2:])
-        scores = self.score_volume(src_img, trg_img)
+        scores, src_fine, trg_fine = self.score_volume(src_img, trg_img)
         flow, peak = flow_from_scores(scores, trg_size, self.temperature, self.kernel_sigma)
         points = torch.where(
             valid[..., None], src_kps, torch.nan_to_num(src_kps, 0.0, 0.0, 0.0)
         ).float()
-        with torch.autocast(device_type=flow.device.type, enabled=False):
-            kps = sample_flow(flow, points, src_size)
-            confidence = sample_at(peak[:, None], points, src_size)[..., 0]
+        if self.refiner is not None:
+            kps, confidence = self.refiner(
+                scores, src_fine, trg_fine, points, src_size, trg_size, self.temperature, self.kernel_sigma
+            )
+        else:
+            with torch.autocast(device_type=flow.device.type, enabled=False):
+                kps = sample_flow(flow, points, src_size)
+                confidence = sample_at(peak[:, None], points, src_size)[..., 0]
         return MatchOutput(
             kps=kps, flow=flow, confidence=confidence, scores=scores if self.return_scores else None
         )
