@@ -1,5 +1,5 @@
-"""KBCNet ablations on the synthetic benchmark: the full model, without CSFA, and with a full
-(not center-pivot) 4D decoder of the same depth, each trained with the same config and the same budget of steps (``--max-steps``, default
+"""KBCNet ablations on the synthetic benchmark: the full model, without the stride-8 keypoint
+refinement, without CSFA, and with a full (not center-pivot) 4D decoder of the same depth, each trained with the same config and the same budget of steps (``--max-steps``, default
 200: the full 4D decoder makes a step about 2.5 times slower on this CPU).
 
 For each variant: ``sosc fit`` (``configs/synthetic.yaml`` plus the variant's override), then
@@ -26,6 +26,7 @@ from sosc.cli import main as sosc
 
 VARIANTS = {
     "KBCNet (full)": [],
+    "without refinement": ["--model.matcher.init_args.refine", "false"],
     "without CSFA": ["--model.matcher.init_args.use_csfa", "false"],
     "full 4D decoder": ["--model.matcher.init_args.decoder", "full"],
 }
@@ -53,6 +54,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help="variant names to run (default all)")
     parser.add_argument("--ckpt", nargs="*", default=[], help="NAME=PATH: reuse a trained checkpoint")
     parser.add_argument("--max-steps", type=int, default=200, help="training steps of every variant (default 200)")
+    parser.add_argument("--base", action="append", default=None,
+                        help="one sosc argument added to every variant (repeat), e.g. --base=--model.matcher.init_args.refine --base=false")
     opts = parser.parse_args()
     reuse = dict(item.split("=", 1) for item in opts.ckpt)
     lines = ["| variant | params | test PCK@0.05 | test PCK@0.1 | train wall time (min) | inference s/pair |",
@@ -63,7 +66,7 @@ def main() -> None:
         common = ["--config", opts.config, "--trainer.logger.init_args.save_dir", opts.logs,
                   "--trainer.logger.init_args.name", name.replace(" ", "_").replace("(", "").replace(")", ""),
                   "--trainer.enable_progress_bar", "false", "--trainer.max_steps", str(opts.max_steps),
-                  "--trainer.val_check_interval", str(opts.max_steps), *override]
+                  "--trainer.val_check_interval", str(opts.max_steps), *(opts.base or []), *override]
         train_min = ""
         if name in reuse:
             ckpt = reuse[name]

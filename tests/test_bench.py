@@ -17,3 +17,22 @@ def test_harness_runs_and_writes_json(tmp_path):
     data = json.loads(out.read_text())
     assert data["device"].startswith("CPU") and len(data["rows"]) == 4
     assert "pass 2 on" in rows[2].note
+
+
+def test_kbcnet_options_reach_the_network(tmp_path, monkeypatch):
+    import sosc.bench as bench
+
+    built = {}
+    real = bench.KBCNet
+
+    def spy(**kwargs):
+        built.update(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(bench, "KBCNet", spy)
+    out = tmp_path / "bench.json"
+    main(["--backbone", "resnet18", "--sizes", "64", "--batches", "1", "--warmup", "0", "--repeats", "1",
+          "--device", "cpu", "--what", "kbcnet", "--out", str(out),
+          "--kbcnet", "decoder_strides=(2, 1, 1)", "refine=False"])
+    assert built["decoder_strides"] == (2, 1, 1) and built["refine"] is False
+    assert json.loads(out.read_text())["settings"]["kbcnet_kwargs"] == {"decoder_strides": [2, 1, 1], "refine": False}

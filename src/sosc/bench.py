@@ -20,6 +20,7 @@ here asserts a speed.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import platform
 import resource
@@ -218,6 +219,25 @@ def format_row(row: Row) -> str:
             f"{ratio:>8} {peak:>9}  {row.note}")
 
 
+def parse_kwargs(items: Sequence[str]) -> dict[str, object]:
+    """``["a=1", "b=(2, 1)"]`` -> ``{"a": 1, "b": (2, 1)}``; values are Python literals
+    (a bare word that is not one stays a string).
+
+    >>> parse_kwargs(["decoder_strides=(2, 1, 1)", "refine=False", "decoder=full"])
+    {'decoder_strides': (2, 1, 1), 'refine': False, 'decoder': 'full'}
+    """
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--kbcnet: expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", default=None, help="timm backbone (default resnet101 on GPU, resnet18 on CPU)")
@@ -231,6 +251,8 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     parser.add_argument("--no-channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile KBCNet")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--kbcnet", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="KBCNet constructor arguments, Python literals, e.g. decoder_strides='(2, 1, 1)' refine=False")
     parser.add_argument("--out", default=".bench/bench.json", help="JSON output file")
     opts = parser.parse_args(argv)
     gpu = (opts.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
@@ -246,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         "channels_last": not opts.no_channels_last,
         "compile": opts.compile,
         "device": opts.device,
+        "kbcnet_kwargs": parse_kwargs(opts.kbcnet),
     }
     name = device_name(opts.device)
     print(f"device: {name}; torch {torch.__version__}; settings: {settings}")

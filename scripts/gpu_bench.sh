@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The prepared GPU measurement of issue 6, as one command for a lent GPU machine.
+#
+#   bash scripts/gpu_bench.sh            # writes $OUT (default .bench/gpu) : *.json, *.log, gpu.txt
+#
+# On a machine without internet whose image lacks kornia / jsonargparse / wandb, build the
+# wheels here first (README, Notes) into wheels/ and carry that folder; this script installs
+# them when present. Each measurement has its own time limit (LIMIT seconds, default 150) so
+# that one slow variant cannot eat the device budget; a variant that runs out is logged and
+# the next one runs. Benchmarks use random weights (speed does not depend on them).
+set -uo pipefail
+
+OUT=${OUT:-.bench/gpu}
+LIMIT=${LIMIT:-150}
+mkdir -p "$OUT"
+
+if [ -d wheels ] && ls wheels/*.whl >/dev/null 2>&1; then
+    pip install --quiet --no-index --no-deps wheels/*.whl
+fi
+pip install --quiet --no-deps -e . 2>&1 | tail -1
+
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"; } > "$OUT/gpu.txt" 2>&1
+cat "$OUT/gpu.txt"
+
+measure() {  # name, then sosc.bench arguments
+    local name=$1; shift
+    echo "== $name: python -m sosc.bench $*"
+    timeout "$LIMIT" python -m sosc.bench --backbone resnet101 --out "$OUT/$name.json" "$@" 2>&1 | tee "$OUT/$name.log"
+    local rc=${PIPESTATUS[0]}
+    [ "$rc" -eq 0 ] || echo "== $name: exit status $rc (124: ran past ${LIMIT} s)"
+}
+
+# Inference against the floor: 256 px at batch 32, 512 px at batch 8 (issue 6's settings).
+measure infer256 --sizes 256 --batches 32 --what backbone kbcnet kbcnet+kbc
+measure infer512 --sizes 512 --batches 8 --what backbone kbcnet kbcnet+kbc
+# Training: batch 16 at 256 (pairs/s against CATs' 141 fp32) and at 512 (peak memory target 10.0 GiB).
+measure train --sizes 256 512 --batches 16 --what backbone train
+# Levers: a strided first decoder block, then torch.compile.
+measure strided --sizes 256 512 --batches 16 --what backbone kbcnet train --kbcnet "decoder_strides=(2, 1, 1)"
+measure compiled --sizes 256 512 --batches 16 --precisions bf16 --what backbone kbcnet --compile
+echo "== done; results in $OUT"
