@@ -39,4 +39,7 @@ measure train --sizes 256 512 --batches 16 --what backbone train
 # Levers: a strided first decoder block, then torch.compile.
 measure strided --sizes 256 512 --batches 16 --what backbone kbcnet train --kbcnet "decoder_strides=(2, 1, 1)"
 measure compiled --sizes 256 512 --batches 16 --precisions bf16 --what backbone kbcnet --compile
+# Training memory at 512 px, batch 16 (target: within 10.0 GiB): checkpointing, frozen backbone.
+measure ckpt512 --sizes 512 --batches 16 --what backbone train --kbcnet grad_checkpointing=True
+measure frozen512 --sizes 512 --batches 16 --what backbone train --kbcnet freeze_backbone=True grad_checkpointing=True
 echo "== done; results in $OUT"

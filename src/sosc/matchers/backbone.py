@@ -20,6 +20,7 @@ from torch import nn
 
 from sosc.checksum import sha256sum
 from sosc.errors import ConfigError, SoscError
+from sosc.matchers.checkpointing import checkpoint_stages
 
 
 class WeightsError(SoscError, RuntimeError):
@@ -130,6 +131,9 @@ class Backbone(nn.Module):
             ``feature_info``), e.g. ``(8, 16, 32)``.
         freeze: keep the backbone's weights and norm statistics fixed (``train()`` keeps it
             in eval mode and its parameters have ``requires_grad=False``).
+        grad_checkpointing: recompute each block's activations in backward instead of
+            storing them (:mod:`sosc.matchers.checkpointing`); only matters when the backbone
+            is trained. Default ``False``.
 
     Input ``(B, 3, H, W)`` RGB in ``[0, 1]``; normalised inside with the weights' mean and std.
     Output: list of ``(B, C_i, H / s_i, W / s_i)``, one per stride, in the order given.
@@ -142,6 +146,7 @@ class Backbone(nn.Module):
         pretrained: bool | str = False,
         strides: Sequence[int] = (8, 16, 32),
         freeze: bool = False,
+        grad_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         self.name = name
@@ -197,6 +202,8 @@ class Backbone(nn.Module):
         self.channels = tuple(int(channels[i]) for i in index)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        if grad_checkpointing and not freeze:
+            checkpoint_stages(self.body)
         if freeze:
             for p in self.body.parameters():
                 p.requires_grad_(False)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sosc.errors import ConfigError, ShapeError
+from sosc.matchers.checkpointing import run_checkpointed
 from sosc.matchers.cp4d import (
     CenterPivotConv4d,
     Conv4d,
@@ -162,6 +163,8 @@ class CorrelationDecoder(nn.Module):
         groups: GroupNorm groups (default 4).
         decoder: ``"center-pivot"`` (default) or ``"full"`` 4D convs (ablation; ``k^4`` cost).
         head_init: std of the normal init of the head's kernels (default ``1e-4``).
+        grad_checkpointing: recompute each block's activations in backward instead of
+            storing them (default ``False``).
     """
 
     def __init__(
@@ -173,8 +176,10 @@ class CorrelationDecoder(nn.Module):
         groups: int = 4,
         decoder: str = "center-pivot",
         head_init: float = 1e-4,
+        grad_checkpointing: bool = False,
     ) -> None:
         super().__init__()
+        self.grad_checkpointing = grad_checkpointing
         if decoder not in DECODERS:
             raise ConfigError(f"decoder must be one of {DECODERS}, got {decoder!r}")
         channels = tuple(int(c) for c in channels)
@@ -206,7 +211,7 @@ class CorrelationDecoder(nn.Module):
         base = pointwise_conv4d(corr, self.skip)[:, 0]
         x = corr
         for block in self.blocks:
-            x = block(x)
+            x = run_checkpointed(block, x) if self.grad_checkpointing else block(x)
         refine = self.head(x)[:, 0]
         if refine.shape[-2:] != base.shape[-2:]:
             refine = upsample_target(refine, base.shape[-2:], self.total_stride)

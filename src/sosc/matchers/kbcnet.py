@@ -140,6 +140,9 @@ class KBCNet(nn.Module):
             working stride 8). Our addition to METHOD.md's KBCNet, see ``docs/METHOD.md``.
         refine_weight: initial weight of the stride-8 cosine similarity (default 1.0; learnt).
         freeze_backbone: keep backbone weights and BN statistics fixed (default ``False``).
+        grad_checkpointing: in training, recompute the activations of each backbone block and
+            each decoder block in backward instead of storing them: less memory for about one
+            extra forward (default ``False``; see :mod:`sosc.matchers.checkpointing`).
         return_scores: also return the score volume (default ``False``; it is large).
         check_inputs: validate shapes and finiteness (default ``True``; one host sync).
     """
@@ -164,6 +167,7 @@ class KBCNet(nn.Module):
         refine: bool = True,
         refine_weight: float = 1.0,
         freeze_backbone: bool = False,
+        grad_checkpointing: bool = False,
         return_scores: bool = False,
         check_inputs: bool = True,
     ) -> None:
@@ -178,7 +182,9 @@ class KBCNet(nn.Module):
         self.kernel_sigma = kernel_sigma
         self.return_scores = return_scores
         self.check_inputs = check_inputs
-        self.backbone = Backbone(backbone, pretrained, SCALES, freeze=freeze_backbone)
+        self.backbone = Backbone(
+            backbone, pretrained, SCALES, freeze=freeze_backbone, grad_checkpointing=grad_checkpointing
+        )
         self.csfa = CSFA(
             self.backbone.channels,
             SCALES,
@@ -196,6 +202,7 @@ class KBCNet(nn.Module):
             kernel_size=kernel_size,
             groups=groups,
             decoder=decoder,
+            grad_checkpointing=grad_checkpointing,
         )
         self.refiner = KeypointRefiner(refine_weight) if refine and stride > min(SCALES) else None
 
