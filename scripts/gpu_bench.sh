@@ -3,11 +3,14 @@
 #
 #   bash scripts/gpu_bench.sh            # writes $OUT (default .bench/gpu) : *.json, *.log, gpu.txt
 #
-# On a machine without internet whose image lacks kornia / jsonargparse / wandb, build the
-# wheels here first (README, Notes) into wheels/ and carry that folder; this script installs
-# them when present. Each measurement has its own time limit (LIMIT seconds, default 150) so
-# that one slow variant cannot eat the device budget; a variant that runs out is logged and
-# the next one runs. Benchmarks use random weights (speed does not depend on them).
+# The benchmark needs only torch, timm and lightning (the GPU image has them): the package
+# runs from src/ without installing (an editable install would need the build backend from
+# PyPI). Wheels carried in wheels/ (README, Notes) are installed when present. Each
+# measurement has its own time limit (LIMIT seconds, default 150) so that one slow variant
+# cannot eat the device budget; a variant that runs out is logged and the next one runs.
+# Benchmarks use random weights (speed does not depend on them). EXTRA is appended to every
+# sosc.bench call (the last value of an option wins), e.g. a CPU smoke run:
+#   EXTRA="--device cpu --backbone resnet18 --sizes 64 --batches 1 --warmup 0 --repeats 1" bash scripts/gpu_bench.sh
 set -uo pipefail
 
 OUT=${OUT:-.bench/gpu}
@@ -17,7 +20,7 @@ mkdir -p "$OUT"
 if [ -d wheels ] && ls wheels/*.whl >/dev/null 2>&1; then
     pip install --quiet --no-index --no-deps wheels/*.whl
 fi
-pip install --quiet --no-deps -e . 2>&1 | tail -1
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"; } > "$OUT/gpu.txt" 2>&1
@@ -26,7 +29,7 @@ cat "$OUT/gpu.txt"
 measure() {  # name, then sosc.bench arguments
     local name=$1; shift
     echo "== $name: python -m sosc.bench $*"
-    timeout "$LIMIT" python -m sosc.bench --backbone resnet101 --out "$OUT/$name.json" "$@" 2>&1 | tee "$OUT/$name.log"
+    timeout "$LIMIT" python -m sosc.bench --backbone resnet101 --out "$OUT/$name.json" "$@" ${EXTRA:-} 2>&1 | tee "$OUT/$name.log"
     local rc=${PIPESTATUS[0]}
     [ "$rc" -eq 0 ] || echo "== $name: exit status $rc (124: ran past ${LIMIT} s)"
 }
