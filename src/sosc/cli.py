@@ -34,6 +34,16 @@ class SoscCLI(LightningCLI):
         are the config's and the command line's.
         """
 
+    def instantiate_classes(self) -> None:
+        """Instantiate as LightningCLI does, then record the matcher's configuration
+        (``class_path`` and ``init_args``) in the model's hyperparameters, so that a checkpoint
+        can rebuild its matcher without the config file (:func:`sosc.inference.load_module`)."""
+        super().instantiate_classes()
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        matcher = config.get("model.matcher")
+        if matcher is not None and self.model is not None:
+            self.model.hparams["matcher"] = matcher.as_dict() if hasattr(matcher, "as_dict") else dict(matcher)
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.img_size", "model.input_size", apply_on="instantiate")
         parser.link_arguments(

@@ -1,0 +1,237 @@
+"""Match the keypoints of your own image pair: load a trained matcher, run it (with KBC), save.
+
+``sosc-match --ckpt last.ckpt --src a.jpg --trg b.jpg --kps "120,80 140,95"`` prints (or writes
+with ``--out``) JSON with the predicted target keypoints in original target pixels, with and
+without KBC, the windows KBC chose and the matcher's confidence. ``--matcher feature`` uses the
+training-free FeatureMatcher with the offline EfficientNet-Lite0 weights instead of a checkpoint.
+In Python: :func:`load_module` and :func:`match_pair`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from sosc.errors import ConfigError, ShapeError, SoscError
+from sosc.kbc import KBCConfig, KBCWrapper
+from sosc.module import CorrespondenceModule
+
+
+def load_image(path: str | Path) -> torch.Tensor:
+    """Read an image file as ``(3, H, W)`` float RGB in ``[0, 1]`` (any format PIL reads)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except FileNotFoundError as err:
+        raise SoscError(f"image {path} does not exist") from err
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise SoscError(f"image {path} cannot be read as an image ({err})") from err
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def parse_keypoints(text: str) -> torch.Tensor:
+    """``(N, 2)`` float keypoints from ``"x,y x,y ..."`` (spaces or ``;`` between points) or from
+    a JSON list ``[[x, y], ...]`` (the text of a file or of the argument).
+
+    >>> parse_keypoints("10,20; 30.5,40").tolist()
+    [[10.0, 20.0], [30.5, 40.0]]
+    """
+    text = text.strip()
+    try:
+        if text.startswith("["):
+            points = [[float(v) for v in p] for p in json.loads(text)]
+        else:
+            points = [[float(v) for v in p.split(",")] for p in text.replace(";", " ").split()]
+    except (ValueError, TypeError) as err:
+        raise ShapeError(f"keypoints: cannot read {text[:60]!r} ({err}); give 'x,y x,y ...' or [[x, y], ...]") from err
+    if not points or any(len(p) != 2 for p in points):
+        raise ShapeError(f"keypoints: expected one or more (x, y) pairs, got {text[:60]!r}")
+    return torch.tensor(points, dtype=torch.float32)
+
+
+def load_module(
+    checkpoint: str | Path, config: str | Path | None = None, map_location: str | torch.device = "cpu"
+) -> CorrespondenceModule:
+    """A :class:`~sosc.module.CorrespondenceModule` from a checkpoint that ``sosc fit`` wrote.
+
+    Without ``config``, the matcher is rebuilt from the configuration stored in the checkpoint
+    with ``pretrained=False`` (its weights, the backbone's included, come from the checkpoint,
+    so nothing is downloaded). With ``config`` (the training config file, for checkpoints that
+    do not record their matcher), the model is built from it as ``sosc`` would. Then the
+    checkpoint's weights are loaded strictly. Returns the module in eval mode.
+    """
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise SoscError(f"checkpoint {path} does not exist")
+    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    if config is not None:
+        from sosc.cli import main as sosc_cli
+
+        with warnings.catch_warnings():  # LightningCLI warns when sys.argv holds other args
+            warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
+            module = sosc_cli(["--config", str(config), "--trainer.logger", "false"], run=False).model
+        module.load_state_dict(ckpt["state_dict"], strict=True)
+        return module.eval()
+    hparams = dict(ckpt.get("hyper_parameters") or {})
+    matcher_cfg = hparams.get("matcher")
+    if not isinstance(matcher_cfg, dict) or "class_path" not in matcher_cfg:
+        raise ConfigError(
+            f"checkpoint {path} does not record its matcher (written by an older sosc, or not by "
+            "`sosc fit`): also give the training config (`sosc-match --config <config.yaml>`, "
+            "`load_module(checkpoint, config=...)`)"
+        )
+    matcher_cfg = copy.deepcopy(matcher_cfg)
+    init_args = matcher_cfg.setdefault("init_args", {})
+    if "pretrained" in init_args:
+        init_args["pretrained"] = False
+    hparams["matcher"] = matcher_cfg
+    hparams.pop("_instantiator", None)
+    from lightning.pytorch.cli import instantiate_module
+
+    module = instantiate_module(CorrespondenceModule, hparams)
+    module.load_state_dict(ckpt["state_dict"], strict=True)
+    return module.eval()
+
+
+def match_pair(
+    matcher: Any,
+    src_img: torch.Tensor,
+    trg_img: torch.Tensor,
+    src_kps: torch.Tensor,
+    input_size: int | Sequence[int] = 256,
+    kbc: KBCConfig | None = None,
+) -> dict[str, Any]:
+    """Match one pair: ``src_img``, ``trg_img`` ``(3, H, W)`` in ``[0, 1]`` (original sizes),
+    ``src_kps`` ``(N, 2)`` ``(x, y)`` original source pixels.
+
+    Returns a JSON-ready dict: ``kps`` ``N x [x, y]`` original target pixels (with KBC, unless
+    ``kbc.enabled`` is false), ``plain_kps`` (without KBC), ``confidence`` (or ``None``),
+    ``kbc`` (``refined``: pass 2 ran; ``fallback``: the pred-box guard kept pass 1;
+    ``src_window``, ``trg_window`` as ``[x0, y0, x1, y1]``).
+    """
+    for name, img in (("src_img", src_img), ("trg_img", trg_img)):
+        if img.dim() != 3 or img.shape[0] != 3:
+            raise ShapeError(f"{name}: expected (3, H, W), got {tuple(img.shape)}")
+    if src_kps.dim() != 2 or src_kps.shape[-1] != 2:
+        raise ShapeError(f"src_kps: expected (N, 2), got {tuple(src_kps.shape)}")
+    h, w = src_img.shape[-2:]
+    outside = (src_kps[:, 0] < 0) | (src_kps[:, 0] > w) | (src_kps[:, 1] < 0) | (src_kps[:, 1] > h)
+    if bool(outside.any()):
+        raise ShapeError(
+            f"src_kps: keypoints {torch.nonzero(outside).flatten().tolist()} lie outside the {w}x{h} source image"
+        )
+    config = kbc or KBCConfig()
+    wrapper = KBCWrapper.from_config(matcher, config, input_size=input_size)
+    device = next((p.device for p in getattr(matcher, "parameters", lambda: iter(()))()), torch.device("cpu"))
+    with torch.no_grad():
+        info = wrapper.forward_with_info(
+            [src_img.to(device)], [trg_img.to(device)], src_kps[None].to(device), None
+        )
+
+    def rows(t: torch.Tensor) -> list[list[float]]:
+        return [[round(float(v), 2) for v in row] for row in t.cpu()]
+
+    return {
+        "kps": rows(info.kps[0]),
+        "plain_kps": rows(info.plain_kps[0]),
+        "confidence": None if info.confidence is None else [round(float(c), 4) for c in info.confidence[0].cpu()],
+        "kbc": {
+            "enabled": config.enabled,
+            "target": config.target,
+            "refined": bool(info.refined[0]),
+            "fallback": bool(info.fallback[0]),
+            "src_window": rows(info.src_window)[0],
+            "trg_window": rows(info.trg_window)[0],
+        },
+        "trg_size": [int(trg_img.shape[-1]), int(trg_img.shape[-2])],
+    }
+
+
+def plot_pair(src_img: torch.Tensor, trg_img: torch.Tensor, src_kps: torch.Tensor, result: dict, path: Path) -> None:
+    """Save a side-by-side figure: source keypoints, and target predictions with and without KBC."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise SoscError("--plot needs matplotlib: pip install matplotlib") from err
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5))
+    axes[0].imshow(src_img.permute(1, 2, 0).numpy())
+    axes[0].scatter(*src_kps.T.numpy(), c="lime", s=14)
+    axes[0].set_title("source")
+    axes[1].imshow(trg_img.permute(1, 2, 0).numpy())
+    plain, kps = np.array(result["plain_kps"]), np.array(result["kps"])
+    axes[1].scatter(plain[:, 0], plain[:, 1], c="red", marker="x", s=20, label="without KBC")
+    axes[1].scatter(kps[:, 0], kps[:, 1], c="yellow", marker="+", s=40, label="with KBC")
+    axes[1].legend(loc="lower right")
+    axes[1].set_title("target")
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """``sosc-match``: see the module docstring and ``sosc-match --help``. Returns the result."""
+    parser = argparse.ArgumentParser(prog="sosc-match", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--ckpt", help="checkpoint written by `sosc fit`")
+    which.add_argument("--matcher", choices=["feature"], help="training-free FeatureMatcher (offline weights)")
+    parser.add_argument("--config", default=None, help="the training config, for a checkpoint that does not record its matcher")
+    parser.add_argument("--src", required=True, help="source image file")
+    parser.add_argument("--trg", required=True, help="target image file")
+    kps = parser.add_mutually_exclusive_group(required=True)
+    kps.add_argument("--kps", help="source keypoints, original pixels: 'x,y x,y ...' or '[[x, y], ...]'")
+    kps.add_argument("--kps-file", help="JSON file with [[x, y], ...]")
+    parser.add_argument("--no-kbc", action="store_true", help="plain matching only")
+    parser.add_argument("--input-size", type=int, default=None, help="network input side (default: the checkpoint's, 256 for --matcher)")
+    parser.add_argument("--device", default="cpu", help="e.g. cuda (default cpu)")
+    parser.add_argument("--out", default=None, help="JSON output file (default: print)")
+    parser.add_argument("--plot", default=None, help="also save a figure (needs matplotlib)")
+    opts = parser.parse_args(argv)
+    if opts.ckpt:
+        module = load_module(opts.ckpt, opts.config)
+        matcher, input_size = module.matcher, opts.input_size or tuple(module.input_size)
+        config = module.kbc_config
+    else:
+        from sosc.matchers.feature import FeatureMatcher
+
+        matcher, input_size, config = FeatureMatcher(pretrained="package").eval(), opts.input_size or 256, KBCConfig()
+    # object-bbox and oracle need annotations that a custom pair lacks
+    config = dataclasses.replace(config, target="pred-box", enabled=not opts.no_kbc)
+    matcher = matcher.to(opts.device) if hasattr(matcher, "to") else matcher
+    src_img, trg_img = load_image(opts.src), load_image(opts.trg)
+    text = Path(opts.kps_file).read_text() if opts.kps_file else opts.kps
+    src_kps = parse_keypoints(text)
+    result = match_pair(matcher, src_img, trg_img, src_kps, input_size, config)
+    result = {"src": opts.src, "trg": opts.trg, "src_kps": src_kps.tolist(), **result}
+    payload = "{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in result.items()) + "\n}"
+    if opts.out:
+        Path(opts.out).write_text(payload + "\n")
+    else:
+        print(payload)
+    if opts.plot:
+        plot_pair(src_img, trg_img, src_kps, result, Path(opts.plot))
+    return result
+
+
+def command() -> None:
+    """The installed ``sosc-match`` script (exit status 0 on success)."""
+    main()
+
+
+if __name__ == "__main__":
+    command()
