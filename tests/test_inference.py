@@ -114,3 +114,12 @@ def test_plot_writes_a_figure(shifted_pair, tmp_path):
           "--out", str(tmp_path / "p.json")])
     with Image.open(figure) as im:
         assert im.size[0] > im.size[1] > 100
+
+
+def test_lightning_load_from_checkpoint_works_too(kbcnet_checkpoint):
+    from sosc import CorrespondenceModule
+
+    path, trained = kbcnet_checkpoint
+    module = CorrespondenceModule.load_from_checkpoint(path, map_location="cpu")
+    assert isinstance(module.matcher, KBCNet)
+    assert torch.equal(module.matcher.decoder.skip, trained.matcher.decoder.skip.cpu())
