@@ -6,15 +6,15 @@
 # The benchmark needs only torch, timm and lightning (the GPU image has them): the package
 # runs from src/ without installing (an editable install would need the build backend from
 # PyPI). Wheels carried in wheels/ (README, Notes) are installed when present. Each
-# measurement has its own time limit (LIMIT seconds, default 150) so that one slow variant
-# cannot eat the device budget; a variant that runs out is logged and the next one runs.
+# measurement has its own time limit (LIMIT seconds, default 70: seven of them fit one
+# 10-minute device call) so that one slow variant cannot eat the device budget; a variant that runs out is logged and the next one runs.
 # Benchmarks use random weights (speed does not depend on them). EXTRA is appended to every
 # sosc.bench call (the last value of an option wins), e.g. a CPU smoke run:
 #   EXTRA="--device cpu --backbone resnet18 --sizes 64 --batches 1 --warmup 0 --repeats 1" bash scripts/gpu_bench.sh
 set -uo pipefail
 
 OUT=${OUT:-.bench/gpu}
-LIMIT=${LIMIT:-150}
+LIMIT=${LIMIT:-70}
 mkdir -p "$OUT"
 
 if [ -d wheels ] && ls wheels/*.whl >/dev/null 2>&1; then
@@ -34,15 +34,16 @@ measure() {  # name, then sosc.bench arguments
     [ "$rc" -eq 0 ] || echo "== $name: exit status $rc (124: ran past ${LIMIT} s)"
 }
 
+# In order of importance, so that a cut-short run still answers the main questions.
 # Inference against the floor: 256 px at batch 32, 512 px at batch 8 (issue 6's settings).
 measure infer256 --sizes 256 --batches 32 --what backbone kbcnet kbcnet+kbc
 measure infer512 --sizes 512 --batches 8 --what backbone kbcnet kbcnet+kbc
 # Training: batch 16 at 256 (pairs/s against CATs' 141 fp32) and at 512 (peak memory target 10.0 GiB).
 measure train --sizes 256 512 --batches 16 --what backbone train
+# Training memory at 512 px, batch 16: activation checkpointing, then also a frozen backbone.
+measure ckpt512 --sizes 512 --batches 16 --what backbone train --kbcnet grad_checkpointing=True
+measure frozen512 --sizes 512 --batches 16 --what backbone train --kbcnet freeze_backbone=True grad_checkpointing=True
 # Levers: a strided first decoder block, then torch.compile.
 measure strided --sizes 256 512 --batches 16 --what backbone kbcnet train --kbcnet "decoder_strides=(2, 1, 1)"
 measure compiled --sizes 256 512 --batches 16 --precisions bf16 --what backbone kbcnet --compile
-# Training memory at 512 px, batch 16 (target: within 10.0 GiB): checkpointing, frozen backbone.
-measure ckpt512 --sizes 512 --batches 16 --what backbone train --kbcnet grad_checkpointing=True
-measure frozen512 --sizes 512 --batches 16 --what backbone train --kbcnet freeze_backbone=True grad_checkpointing=True
 echo "== done; results in $OUT"
