@@ -93,7 +93,7 @@ def test_a_checkpoint_without_its_matcher_asks_for_the_config(kbcnet_checkpoint,
 
 def test_bad_input_is_named(shifted_pair, tmp_path):
     src, _ = shifted_pair
-    with pytest.raises(SoscError, match="missing.png does not exist"):
+    with pytest.raises(SoscError, match="missing.png is missing: check the path"):
         load_image(tmp_path / "missing.png")
     (tmp_path / "text.png").write_text("not an image")
     with pytest.raises(SoscError, match="cannot be read"):

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
+from sosc.data.images import read_image
 from sosc.errors import ConfigError, ShapeError, SoscError
 from sosc.kbc import KBCConfig, KBCWrapper
 from sosc.module import CorrespondenceModule
@@ -29,15 +29,9 @@ from sosc.module import CorrespondenceModule
 
 def load_image(path: str | Path) -> torch.Tensor:
     """Read an image file as ``(3, H, W)`` float RGB in ``[0, 1]`` (any format PIL reads)."""
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except FileNotFoundError as err:
-        raise SoscError(f"image {path} does not exist") from err
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise SoscError(f"image {path} cannot be read as an image ({err})") from err
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+    return read_image(
+        Path(path), SoscError, if_missing="check the path", if_unreadable="give a JPEG, PNG or another format PIL reads"
+    )
 
 
 def parse_keypoints(text: str) -> torch.Tensor:

@@ -62,26 +62,25 @@ def test_refiner_weight_is_learnt():
 
 
 class TestKBCNetRefine:
-    def inputs(self):
+    def run(self, **kwargs):
+        """A KBCNet (EfficientNet-Lite0, random weights) on two random 64 x 96 pairs."""
+        torch.manual_seed(0)
+        net = KBCNet(backbone="tf_efficientnet_lite0", **kwargs).eval()
         torch.manual_seed(1)
         src, trg = torch.rand(2, 3, 64, 96), torch.rand(2, 3, 64, 96)
-        return src, trg, torch.rand(2, 5, 2) * torch.tensor([96.0, 64.0]), torch.ones(2, 5, dtype=torch.bool)
+        kps = torch.rand(2, 5, 2) * torch.tensor([96.0, 64.0])
+        with torch.no_grad():
+            out = net(src, trg, kps, torch.ones(2, 5, dtype=torch.bool))
+        return net, out, src, trg, kps
 
     def test_without_refine_keypoints_sample_the_flow(self):
-        torch.manual_seed(0)
-        net = KBCNet(backbone="tf_efficientnet_lite0", refine=False).eval()
-        src, trg, kps, valid = self.inputs()
-        with torch.no_grad():
-            out = net(src, trg, kps, valid)
+        net, out, _, _, kps = self.run(refine=False)
         assert net.refiner is None
         assert torch.allclose(out.kps, sample_flow(out.flow, kps, (64, 96)))
 
     def test_refined_keypoints_follow_the_fine_grid(self):
-        torch.manual_seed(0)
-        net = KBCNet(backbone="tf_efficientnet_lite0", return_scores=True).eval()
-        src, trg, kps, valid = self.inputs()
+        net, out, src, trg, kps = self.run(return_scores=True)
         with torch.no_grad():
-            out = net(src, trg, kps, valid)
             _, src_fine = net.correlation_features(src)
             _, trg_fine = net.correlation_features(trg)
             rows = score_rows(out.scores, kps, (64, 96))
