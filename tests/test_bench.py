@@ -36,3 +36,13 @@ def test_kbcnet_options_reach_the_network(tmp_path, monkeypatch):
           "--kbcnet", "decoder_strides=(2, 1, 1)", "refine=False"])
     assert built["decoder_strides"] == (2, 1, 1) and built["refine"] is False
     assert json.loads(out.read_text())["settings"]["kbcnet_kwargs"] == {"decoder_strides": [2, 1, 1], "refine": False}
+
+
+def test_backbone_is_not_a_kbcnet_option():
+    import pytest
+
+    from sosc.bench import parse_kwargs
+
+    with pytest.raises(SystemExit, match="--backbone"):
+        parse_kwargs(["backbone=resnet50"])
+    assert parse_kwargs(["refine=FALSE", "use_csfa=True"]) == {"refine": False, "use_csfa": True}

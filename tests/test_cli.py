@@ -12,6 +12,7 @@ def common(root: Path, logs: Path) -> list[str]:
     return [
         "--data", "sosc.data.SPair71kDataModule", "--data.root", str(root), "--data.img_size", "64",
         "--data.num_workers", "0", "--data.batch_size", "2",
+        "--model.matcher", "sosc.matchers.FeatureMatcher",
         "--model.matcher.backbone", "resnet18", "--model.matcher.pretrained", "false",
         "--model.matcher.strides", "[8, 16]",
         "--trainer.logger.save_dir", str(logs), "--trainer.enable_progress_bar", "false",
@@ -94,3 +95,18 @@ def test_wandb_logger_works_offline(spair_tree, tmp_path):
                 str(tmp_path / "wb"), "--trainer.max_steps", "1"])
     assert type(cli.trainer.logger).__name__ == "WandbLogger"
     assert any((tmp_path / "wb" / "wandb").glob("offline-run-*"))
+
+
+def test_a_matcher_named_on_the_command_line_gets_its_own_defaults(tmp_path):
+    """No default matcher whose init_args jsonargparse would carry over to the one named."""
+    cli = main(["--data", "sosc.data.SPair71kDataModule", "--data.root", str(tmp_path), "--trainer.logger", "false",
+                "--model.matcher", "sosc.KBCNet", "--model.matcher.backbone", "resnet18",
+                "--model.matcher.pretrained", "false"], run=False)
+    matcher = cli.model.matcher
+    assert matcher.temperature == 0.05 and not matcher.backbone.freeze  # KBCNet's defaults
+
+
+def test_no_matcher_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--data", "sosc.data.SPair71kDataModule", "--data.root", str(tmp_path)], run=False)
+    assert "model.matcher" in capsys.readouterr().err

@@ -123,3 +123,18 @@ def test_lightning_load_from_checkpoint_works_too(kbcnet_checkpoint):
     module = CorrespondenceModule.load_from_checkpoint(path, map_location="cpu")
     assert isinstance(module.matcher, KBCNet)
     assert torch.equal(module.matcher.decoder.skip, trained.matcher.decoder.skip.cpu())
+
+
+def test_packaged_weights_keep_their_input_normalisation(spair_tree, tmp_path):
+    """The packaged EfficientNet-Lite0 normalises with its own mean and std (not timm's), which
+    are not in the state dict: the rebuilt matcher must use the same."""
+    root, _ = spair_tree
+    cli = sosc(["fit", "--data", "sosc.data.SPair71kDataModule", "--data.root", str(root), "--data.img_size", "64",
+                "--data.num_workers", "0", "--data.batch_size", "2", "--model.matcher", "sosc.matchers.FeatureMatcher",
+                "--trainer.logger.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+                "--trainer.max_steps", "1", "--trainer.limit_val_batches", "1"])
+    callback = cli.trainer.checkpoint_callback
+    module = load_module(callback.best_model_path or callback.last_model_path)
+    trained = cli.model.matcher.backbone
+    assert torch.equal(module.matcher.backbone.mean, trained.mean.cpu())
+    assert torch.equal(module.matcher.backbone.std, trained.std.cpu())

@@ -220,17 +220,24 @@ def format_row(row: Row) -> str:
 
 
 def parse_kwargs(items: Sequence[str]) -> dict[str, object]:
-    """``["a=1", "b=(2, 1)"]`` -> ``{"a": 1, "b": (2, 1)}``; values are Python literals
-    (a bare word that is not one stays a string).
+    """``["a=1", "b=(2, 1)"]`` -> ``{"a": 1, "b": (2, 1)}``; values are Python literals,
+    ``true`` / ``false`` / ``none`` in any case are the Python constants, and any other bare
+    word stays a string. ``backbone`` is refused: it is ``--backbone``, shared with the floor.
 
-    >>> parse_kwargs(["decoder_strides=(2, 1, 1)", "refine=False", "decoder=full"])
-    {'decoder_strides': (2, 1, 1), 'refine': False, 'decoder': 'full'}
+    >>> parse_kwargs(["decoder_strides=(2, 1, 1)", "refine=false", "kernel_sigma=None", "decoder=full"])
+    {'decoder_strides': (2, 1, 1), 'refine': False, 'kernel_sigma': None, 'decoder': 'full'}
     """
+    constants = {"true": True, "false": False, "none": None}
     out: dict[str, object] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise SystemExit(f"--kbcnet: expected KEY=VALUE, got {item!r}")
+        if key == "backbone":
+            raise SystemExit("--kbcnet: give the backbone as --backbone, so that the floor uses the same one")
+        if value.strip().lower() in constants:
+            out[key] = constants[value.strip().lower()]
+            continue
         try:
             out[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):

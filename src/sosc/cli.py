@@ -23,7 +23,7 @@ def train_kbc_options(train_p: float, tau: float, rho: float, margin: float, s_m
 
 
 class SoscCLI(LightningCLI):
-    """LightningCLI with ``sosc``'s links and defaults (CSV logging, FeatureMatcher)."""
+    """LightningCLI with ``sosc``'s links and defaults (CSV logging)."""
 
     def _parse_ckpt_path(self) -> None:
         """Keep the command line in charge of a run that loads a checkpoint.
@@ -51,9 +51,11 @@ class SoscCLI(LightningCLI):
             "data.init_args.kbc_train",
             compute_fn=train_kbc_options,
         )
+        # No default matcher: jsonargparse carries the init_args of a default class over to the
+        # class given on the command line, so `--model.matcher sosc.KBCNet` would silently
+        # inherit another matcher's backbone, temperature and freezing.
         parser.set_defaults(
             {
-                "model.matcher": {"class_path": "sosc.matchers.FeatureMatcher"},
                 "trainer.logger": {
                     "class_path": "lightning.pytorch.loggers.CSVLogger",
                     "init_args": {"save_dir": "logs", "name": "sosc"},

@@ -59,9 +59,10 @@ def load_module(
 ) -> CorrespondenceModule:
     """A :class:`~sosc.module.CorrespondenceModule` from a checkpoint that ``sosc fit`` wrote.
 
-    Without ``config``, the matcher is rebuilt from the configuration stored in the checkpoint
-    with ``pretrained=False`` (its weights, the backbone's included, come from the checkpoint,
-    so nothing is downloaded). With ``config`` (the training config file, for checkpoints that
+    Without ``config``, the matcher is rebuilt from the configuration stored in the checkpoint,
+    with ``pretrained=False`` in place of timm's hub or a weights file (its weights, the
+    backbone's included, come from the checkpoint, so nothing is downloaded; offline packaged
+    weights are kept, as they also set the input normalisation). With ``config`` (the training config file, for checkpoints that
     do not record their matcher), the model is built from it as ``sosc`` would. Then the
     checkpoint's weights are loaded strictly. Returns the module in eval mode.
     """
@@ -87,7 +88,9 @@ def load_module(
         )
     matcher_cfg = copy.deepcopy(matcher_cfg)
     init_args = matcher_cfg.setdefault("init_args", {})
-    if "pretrained" in init_args:
+    # the checkpoint holds every weight: never ask timm's hub or a file for them again. Packaged
+    # weights stay (offline, and they set the input normalisation, which the state dict lacks)
+    if init_args.get("pretrained") not in (None, False, "package"):
         init_args["pretrained"] = False
     hparams["matcher"] = matcher_cfg
     hparams.pop("_instantiator", None)

@@ -51,7 +51,9 @@ def test_no_checkpoint_without_a_graph():
     assert needs_checkpoint(conv, x)
     with torch.no_grad():
         assert not needs_checkpoint(conv, x)
-    conv.requires_grad_(False)
+    conv.eval()
+    assert not needs_checkpoint(conv, x)  # evaluation with gradients on: nothing to save
+    conv.train().requires_grad_(False)
     assert not needs_checkpoint(conv, x)
 
 

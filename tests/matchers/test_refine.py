@@ -23,6 +23,21 @@ def test_score_rows_agree_with_bilinear_sampling_of_the_volume():
     assert torch.allclose(score_rows(scores, points, size), expected, atol=1e-5)
 
 
+def test_score_rows_read_nan_as_zero():
+    scores = torch.randn(1, 2, 3, 2, 2)
+    rows = score_rows(scores, torch.tensor([[[float("nan"), float("nan")], [0.0, 0.0]]]), (32, 48))
+    assert torch.equal(rows[0, 0], rows[0, 1])
+
+
+def test_unchecked_nan_keypoint_does_not_crash():
+    torch.manual_seed(0)
+    net = KBCNet(backbone="tf_efficientnet_lite0", check_inputs=False).eval()
+    kps = torch.tensor([[[float("nan"), 10.0], [20.0, 30.0]]])
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64), kps, torch.ones(1, 2, dtype=torch.bool))
+    assert torch.isfinite(out.kps[0, 1]).all()
+
+
 def test_score_rows_reject_bad_shapes():
     with pytest.raises(ShapeError, match="scores must be"):
         score_rows(torch.zeros(1, 2, 2, 2), torch.zeros(1, 3, 2), (32, 32))

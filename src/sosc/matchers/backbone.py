@@ -133,7 +133,8 @@ class Backbone(nn.Module):
             in eval mode and its parameters have ``requires_grad=False``).
         grad_checkpointing: recompute each block's activations in backward instead of
             storing them (:mod:`sosc.matchers.checkpointing`); only matters when the backbone
-            is trained. Default ``False``.
+            is trained, and then BatchNorm running statistics are updated twice per step
+            (forward and recompute). Default ``False``.
 
     Input ``(B, 3, H, W)`` RGB in ``[0, 1]``; normalised inside with the weights' mean and std.
     Output: list of ``(B, C_i, H / s_i, W / s_i)``, one per stride, in the order given.

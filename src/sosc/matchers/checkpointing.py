@@ -19,8 +19,9 @@ from torch.utils.checkpoint import checkpoint
 
 
 def needs_checkpoint(module: nn.Module, x: torch.Tensor) -> bool:
-    """Whether running ``module`` on ``x`` records a graph worth checkpointing."""
-    if not torch.is_grad_enabled():
+    """Whether running ``module`` on ``x`` is a training step worth checkpointing: the module
+    is in training mode and a graph is being recorded."""
+    if not (module.training and torch.is_grad_enabled()):
         return False
     return x.requires_grad or any(p.requires_grad for p in module.parameters())
 

@@ -142,7 +142,9 @@ class KBCNet(nn.Module):
         freeze_backbone: keep backbone weights and BN statistics fixed (default ``False``).
         grad_checkpointing: in training, recompute the activations of each backbone block and
             each decoder block in backward instead of storing them: less memory for about one
-            extra forward (default ``False``; see :mod:`sosc.matchers.checkpointing`).
+            extra forward (default ``False``; see :mod:`sosc.matchers.checkpointing`). With a
+            trained backbone, its BatchNorm running statistics are updated twice per step
+            (forward and recompute); a frozen backbone is not affected.
         return_scores: also return the score volume (default ``False``; it is large).
         check_inputs: validate shapes and finiteness (default ``True``; one host sync).
     """

@@ -34,7 +34,7 @@ def score_rows(scores: torch.Tensor, points: torch.Tensor, size: Sequence[int]) 
 
     Args:
         scores: ``(B, h_s, w_s, h_t, w_t)``.
-        points: ``(B, N, 2)`` source ``(x, y)`` in input pixels (finite).
+        points: ``(B, N, 2)`` source ``(x, y)`` in input pixels (NaN is read as 0).
         size: source input size ``(S_h, S_w)`` the source grid covers.
 
     Returns:
@@ -55,8 +55,9 @@ def score_rows(scores: torch.Tensor, points: torch.Tensor, size: Sequence[int]) 
     b, hs, ws, ht, wt = scores.shape
     n = points.shape[1]
     s_h, s_w = float(size[0]), float(size[1])
-    u = (points[..., 0].float() * (ws / s_w) - 0.5).clamp(0, ws - 1)
-    v = (points[..., 1].float() * (hs / s_h) - 0.5).clamp(0, hs - 1)
+    points = torch.nan_to_num(points.float(), nan=0.0)  # NaN would become an out-of-range index
+    u = (points[..., 0] * (ws / s_w) - 0.5).clamp(0, ws - 1)
+    v = (points[..., 1] * (hs / s_h) - 0.5).clamp(0, hs - 1)
     x0, y0 = u.floor().long(), v.floor().long()
     x1, y1 = (x0 + 1).clamp(max=ws - 1), (y0 + 1).clamp(max=hs - 1)
     fx, fy = u - x0, v - y0
