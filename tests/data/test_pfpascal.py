@@ -305,3 +305,14 @@ class TestDataModule:
         dm = cli.datamodule
         assert isinstance(dm, PFPascalDataModule)
         assert dm.img_size == 256 and dm.download is True and cli.model.input_size == (256, 256)
+
+
+def test_flip_is_read_by_position_when_the_header_does_not_name_it(tmp_path):
+    info = write_pfpascal_tree(tmp_path, layout="cats")
+    split = info["base"] / "trn_pairs.csv"
+    expected = [r.flip for r in read_pfpascal(tmp_path, "train")[0]]
+    assert any(expected)
+    lines = split.read_text().splitlines()
+    lines[0] = "imageA,imageB,cls,flipped"
+    split.write_text("\n".join(lines) + "\n")
+    assert [r.flip for r in read_pfpascal(tmp_path, "train")[0]] == expected

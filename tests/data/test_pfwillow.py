@@ -233,3 +233,16 @@ class TestDataModule:
                    run=False)
         assert isinstance(cli.datamodule, PFWillowDataModule)
         assert cli.datamodule.img_size == 256 and cli.datamodule.download is True
+
+
+def test_a_first_pair_with_a_missing_coordinate_is_not_a_header(tmp_path):
+    """Without a header, an empty first coordinate is a missing keypoint of pair 1, not a header."""
+    write_pfwillow_tree(tmp_path, n_pairs=3, header=False)
+    csv_path = tmp_path / "PF-dataset" / "test_pairs.csv"
+    lines = csv_path.read_text().splitlines()
+    cells = lines[0].split(",")
+    cells[2] = cells[12] = ""  # source keypoint 1 of the first pair: missing
+    lines[0] = ",".join(cells)
+    csv_path.write_text("\n".join(lines) + "\n")
+    records, _ = read_pfwillow(tmp_path)
+    assert len(records) == 3

@@ -156,8 +156,9 @@ def _is_number(text: str) -> bool:
 def read_csv_rows(path: Path, first_numeric: int = 2) -> tuple[list[str] | None, list[tuple[int, list[str]]]]:
     """Rows of a split file as ``(line number, cells)``, and its header if it has one.
 
-    The first non-empty row is a header when its cell ``first_numeric`` is not a number.
-    Blank lines are skipped; cells are stripped.
+    The first non-empty row is a header when its cell ``first_numeric`` holds text that is
+    not a number (an empty cell is a missing value of a data row, not a header). Blank lines
+    are skipped; cells are stripped.
     """
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -172,7 +173,13 @@ def read_csv_rows(path: Path, first_numeric: int = 2) -> tuple[list[str] | None,
             cells = [c.strip() for c in cells]
             if not any(cells):
                 continue
-            if not rows and header is None and len(cells) > first_numeric and not _is_number(cells[first_numeric]):
+            if (
+                not rows
+                and header is None
+                and len(cells) > first_numeric
+                and cells[first_numeric]
+                and not _is_number(cells[first_numeric])
+            ):
                 header = cells
                 continue
             rows.append((lineno, cells))
@@ -256,14 +263,15 @@ def _flip(cell: str, where: str) -> bool:
 
 
 def _columns(header: list[str] | None, width: int) -> dict[str, int]:
-    """Column positions: ``flip`` and/or ``XA, YA, XB, YB`` (by header name, else by width)."""
+    """Column positions: ``flip`` and/or ``XA, YA, XB, YB``, by header name; without a header,
+    or with one that names neither, by position (source, target, class, then flip or the four
+    coordinate columns), as the field's split files are laid out."""
     if header is not None:
         upper = [h.upper() for h in header]
         if all(k in upper for k in ("XA", "YA", "XB", "YB")):
             return {k: upper.index(k) for k in ("XA", "YA", "XB", "YB")}
         if "FLIP" in upper:
             return {"flip": upper.index("FLIP")}
-        return {}
     if width >= 7:
         return {"XA": 3, "YA": 4, "XB": 5, "YB": 6}
     if width >= 4:
