@@ -158,10 +158,12 @@ def _ddp_worker(rank, world, port, out_dir):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         pred, gt, valid, bound, category, size = _fixed_data()
-        parts = [slice(0, 4), slice(4, 7)] if rank == 0 else [slice(7, 12)]  # uneven: 7 and 5 pairs
+        # uneven shards, 7 and 5 pairs, and rank 1 padded with repeats of pairs 0 and 5 (a
+        # skipped one) as a DistributedSampler pads: the repeats must not count twice
+        parts = [torch.arange(0, 4), torch.arange(4, 7)] if rank == 0 else [torch.arange(7, 12), torch.tensor([0, 5])]
         metric = _metric()
-        for sl in parts:
-            metric.update(pred[sl], gt[sl], valid[sl], bound[sl], category[sl], {"size": size[sl]})
+        for ix in parts:
+            metric.update(pred[ix], gt[ix], valid[ix], bound[ix], category[ix], {"size": size[ix]}, ids=ix)
         torch.save(metric.compute(), f"{out_dir}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -178,7 +180,7 @@ def test_ddp_two_processes_equal_single_process(tmp_path):
 
     pred, gt, valid, bound, category, size = _fixed_data()
     single = _metric()
-    single.update(pred, gt, valid, bound, category, {"size": size})
+    single.update(pred, gt, valid, bound, category, {"size": size}, ids=torch.arange(len(pred)))
     expected = single.compute()
     # fork on Linux: the workers inherit the imported modules (a spawned worker re-imports
     # torch and lightning, ~10 s each on 2 cores); the workers run single-threaded.
@@ -197,6 +199,20 @@ def test_ddp_two_processes_equal_single_process(tmp_path):
         for key, value in expected.items():
             assert got[key] == pytest.approx(value, abs=1e-6), key
     assert expected["skipped"] == 2 and expected["pairs"] == 10
+
+
+def test_a_repeated_pair_id_counts_once():
+    pred, gt, valid, bound, category, size = _fixed_data()
+    ids = torch.arange(len(pred))
+    once, twice = _metric(), _metric()
+    once.update(pred, gt, valid, bound, category, {"size": size}, ids=ids)
+    twice.update(pred, gt, valid, bound, category, {"size": size}, ids=ids)
+    twice.update(pred[:6] + 50, gt[:6], valid[:6], bound[:6], category[:6], {"size": size[:6]}, ids=ids[:6])
+    assert twice.compute() == once.compute()
+    no_ids = _metric()  # without ids every update counts, as before
+    for _ in range(2):
+        no_ids.update(pred, gt, valid, bound, category, {"size": size})
+    assert no_ids.compute()["pairs"] == 2 * once.compute()["pairs"]
 
 
 def test_group_labels_name_the_values():

@@ -58,6 +58,24 @@ def pck_per_pair(
     return torch.where(count > 0, frac, torch.full_like(frac, float("nan")))
 
 
+def first_occurrence(ids: torch.Tensor) -> torch.Tensor:
+    """``(P,)`` bool: True at the first occurrence of each id ``>= 0`` and at every id ``< 0``.
+
+    >>> first_occurrence(torch.tensor([3, 1, 3, -1, -1, 1])).tolist()
+    [True, True, False, True, True, False]
+    """
+    ids = ids.long().flatten()
+    keep = ids < 0
+    if keep.all():
+        return keep
+    order = torch.arange(len(ids), device=ids.device)
+    unique, inverse = torch.unique(ids, return_inverse=True)
+    first = torch.full((len(unique),), len(ids), dtype=torch.long, device=ids.device)
+    first = first.scatter_reduce(0, inverse, order, reduce="amin")
+    keep[first] = True
+    return keep | (ids < 0)
+
+
 def _key(alpha: float) -> str:
     return f"{alpha:g}"
 
@@ -81,18 +99,20 @@ class PCK(Metric):
         group_labels: optional names of a group's values, e.g. ``{"size": ["small", ...]}``:
             reported as ``size=small`` instead of ``size=0``.
 
-    ``update(pred_kps, gt_kps, valid, bound, category=None, groups=None)`` takes keypoints
-    ``(B, N, 2)`` in the pixels of ``bound`` ``(B,)``, ``valid`` ``(B, N)`` bool, ``category``
-    a list of ``B`` names or a ``(B,)`` int tensor, ``groups`` a dict name -> ``(B,)`` ints.
-    Pairs whose bound is not finite or that have no valid keypoint are counted apart
-    (``skipped``) and never enter a mean.
+    ``update(pred_kps, gt_kps, valid, bound, category=None, groups=None, ids=None)`` takes
+    keypoints ``(B, N, 2)`` in the pixels of ``bound`` ``(B,)``, ``valid`` ``(B, N)`` bool,
+    ``category`` a list of ``B`` names or a ``(B,)`` int tensor, ``groups`` a dict name ->
+    ``(B,)`` ints, ``ids`` ``(B,)`` non-negative pair ids (dataset indices). Pairs whose
+    bound is not finite or that have no valid keypoint are counted apart (``skipped``) and
+    never enter a mean. A pair id seen more than once is scored once (its first result): a
+    distributed sampler pads the shards with repeated pairs, which would otherwise count twice.
 
     ``compute()`` returns a dict of floats: ``pck@A`` (mean over pairs of each pair's fraction
     of correct keypoints), ``pck_kp@A`` (over all valid keypoints), ``pck@A/<category>``,
     ``pck@A/<group>=<value>``, and the counts ``pairs``, ``keypoints``, ``skipped`` and
     ``pairs/<category>``, ``pairs/<group>=<value>``.
-    States are concatenated across processes, so the distributed result equals the
-    single-process one.
+    States are concatenated across processes and repeated ids dropped, so the distributed
+    result equals the single-process one.
     """
 
     full_state_update = False
@@ -118,7 +138,8 @@ class PCK(Metric):
         self.add_state("count", default=[], dist_reduce_fx="cat")  # (P,) valid counts
         self.add_state("category", default=[], dist_reduce_fx="cat")  # (P,) ids, -1 unknown
         self.add_state("group", default=[], dist_reduce_fx="cat")  # (P, G)
-        self.add_state("skipped", default=torch.tensor(0), dist_reduce_fx="sum")
+        self.add_state("ids", default=[], dist_reduce_fx="cat")  # (P,) pair ids, -1 unknown
+        self.add_state("skipped_ids", default=[], dist_reduce_fx="cat")  # ids of skipped pairs
 
     def _category_ids(self, category, batch: int, device) -> torch.Tensor:
         if category is None:
@@ -140,8 +161,14 @@ class PCK(Metric):
         bound: torch.Tensor,
         category: Sequence[str] | torch.Tensor | None = None,
         groups: dict[str, torch.Tensor] | None = None,
+        ids: torch.Tensor | None = None,
     ) -> None:
         batch = pred_kps.shape[0]
+        ids = (
+            torch.full((batch,), -1, dtype=torch.long, device=pred_kps.device)
+            if ids is None
+            else torch.as_tensor(ids, device=pred_kps.device).long().reshape(batch)
+        )
         correct = torch.stack(
             [keypoint_correct(pred_kps, gt_kps, valid, bound, a).sum(-1) for a in self.alphas], dim=-1
         )
@@ -160,7 +187,8 @@ class PCK(Metric):
         self.count.append(count[keep])
         self.category.append(self._category_ids(category, batch, pred_kps.device)[keep])
         self.group.append(group[keep])
-        self.skipped += int((~keep).sum())
+        self.ids.append(ids[keep])
+        self.skipped_ids.append(ids[~keep])
 
     def _label(self, group: str, value: int) -> str:
         labels = self.group_labels.get(group)
@@ -173,18 +201,21 @@ class PCK(Metric):
 
     def compute(self) -> dict[str, float]:
         # States are lists of per-batch tensors, or one tensor after a distributed sync.
+        skipped_ids = _cat(self.skipped_ids)
+        skipped = 0.0 if skipped_ids is None else float(first_occurrence(skipped_ids).sum())
         count = _cat(self.count)
         if count is None or count.numel() == 0:
-            return {"pairs": 0.0, "keypoints": 0.0, "skipped": float(self.skipped)}
-        count = count.float()
-        correct = _cat(self.correct).float().reshape(len(count), len(self.alphas))
-        category = _cat(self.category).reshape(len(count))
-        group = _cat(self.group).reshape(len(count), len(self.group_names))
+            return {"pairs": 0.0, "keypoints": 0.0, "skipped": skipped}
+        first = first_occurrence(_cat(self.ids).reshape(len(count)))
+        count = count[first].float()
+        correct = _cat(self.correct).reshape(len(first), len(self.alphas))[first].float()
+        category = _cat(self.category).reshape(len(first))[first]
+        group = _cat(self.group).reshape(len(first), len(self.group_names))[first]
         frac = correct / count[:, None]
         out: dict[str, float] = {
             "pairs": float(len(count)),
             "keypoints": float(count.sum()),
-            "skipped": float(self.skipped),
+            "skipped": skipped,
         }
         for i, a in enumerate(self.alphas):
             k = _key(a)

@@ -165,7 +165,9 @@ class CorrespondenceModule(L.LightningModule):
     def _update(self, metric: PCK, batch: dict[str, Any], pred_orig: torch.Tensor) -> None:
         gt = points_from_window(batch["trg_kps"], batch["trg_window"], self.input_size)
         category = batch["category"] if self.categories is not None else batch["category_id"]
-        metric.update(pred_orig, gt, batch["valid"], batch["pck_bound"], category, self._groups(batch))
+        metric.update(
+            pred_orig, gt, batch["valid"], batch["pck_bound"], category, self._groups(batch), ids=batch.get("index")
+        )
 
     # -- Lightning steps -----------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:

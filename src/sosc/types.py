@@ -28,7 +28,8 @@ class PairItem(TypedDict, total=False):
     - ``src_size``, ``trg_size``: ``(2,)`` original ``(H, W)``.
     - ``src_bbox``, ``trg_bbox``: ``(4,)`` object box in original pixels, NaN when unknown.
     - ``pck_bound``: ``()`` the ``L`` of PCK in original target pixels.
-    - ``category``: ``str``; ``category_id``: ``int``; ``pair_id``: ``str``.
+    - ``category``: ``str``; ``category_id``: ``int``; ``pair_id``: ``str``; ``index``:
+      ``int``, the item's index in its dataset (PCK drops pairs a distributed sampler repeats).
     - SPair-71k layout adds ``viewpoint_variation``, ``scale_variation``, ``truncation``,
       ``occlusion`` (``int``) and ``size_class`` (``str``: ``small``, ``medium``, ``large``).
     - Evaluation splits add ``src_orig``, ``trg_orig``: ``(3, H, W)`` original images
@@ -50,6 +51,7 @@ class PairItem(TypedDict, total=False):
     category: str
     category_id: int
     pair_id: str
+    index: int
     viewpoint_variation: int
     scale_variation: int
     truncation: int

@@ -217,6 +217,7 @@ class PairDataset(Dataset):
             "category": rec.category,
             "category_id": rec.category_id,
             "pair_id": rec.pair_id,
+            "index": index,
             "size_class": size_class(
                 trg_bbox if np.isfinite(trg_bbox).all() else points_box(torch.from_numpy(trg_kps)).numpy(), trg_hw
             ),
