@@ -42,6 +42,15 @@ class TestResample:
         ref = F.interpolate(img[None], size=(45, 60), mode="bilinear", align_corners=False, antialias=True)[0]
         assert torch.allclose(out, ref, atol=1e-5)
 
+    def test_upsampling_keeps_the_image_edges(self):
+        """No dark frame: samples near the edge of an enlarged image are not blended with zeros."""
+        img = torch.rand(3, 30, 40)
+        out = resample_window(img, full_window(30, 40), (48, 64))
+        ref = F.interpolate(img[None], size=(48, 64), mode="bilinear", align_corners=False)[0]
+        assert torch.allclose(out, ref, atol=1e-5)
+        zoom = resample_window(torch.ones(1, 400, 400), torch.tensor([0.0, 0.0, 25.0, 25.0]), (64, 64))
+        assert torch.allclose(zoom, torch.ones_like(zoom))
+
     def test_crop_content_matches_pixels(self):
         img = torch.arange(64.0).reshape(1, 8, 8)
         out = resample_window(img, torch.tensor([4.0, 0.0, 8.0, 4.0]), (4, 4))

@@ -341,6 +341,17 @@ def test_non_triggering_pairs_are_bit_identical():
             assert torch.equal(info.src_window[[0, 2]], full_windows(torch.full((2, 2), 64.0)))
 
 
+def test_a_triggered_window_equal_to_the_image_keeps_pass_one():
+    """With tau above rho, a triggered box can give back the full image: no pass 2 then."""
+    rec = Recorder()
+    img = images(1, 100, 100)
+    kps = torch.tensor([[[10.0, 10.0], [70.0, 70.0]]])  # grown box 0.78 of the image side
+    info = KBCWrapper(rec, 64, tau=0.9, rho=0.7, target="oracle").forward_with_info(img, img, kps, None, trg_kps=kps)
+    assert info.src_triggered.tolist() == [True]
+    assert info.refined.tolist() == [False] and len(rec.calls) == 1
+    assert torch.equal(info.kps, info.plain_kps)
+
+
 def test_pass_two_runs_only_on_changed_pairs():
     src = images(4, 80, 80)
     kps = large_kps(4, 3, 5.0, 75.0)

@@ -145,8 +145,14 @@ def resample_window(image: torch.Tensor, window: torch.Tensor, size: int | Seque
     gx = 2.0 * xs / width - 1.0
     gy = 2.0 * ys / height - 1.0
     grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)[None]
-    out = F.grid_sample(src[None].float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return out[0].to(image.dtype)
+    # Border padding, then zeros where a sample centre lies outside the image: with "zeros"
+    # padding, samples within half a source pixel of the edge would be blended with black
+    # (a dark frame on every upsampled input and every zoomed window that touches an edge).
+    out = F.grid_sample(src[None].float(), grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
+    inside_x = (xs >= 0) & (xs <= width)
+    inside_y = (ys >= 0) & (ys <= height)
+    out = out * (inside_y[:, None] & inside_x[None, :]).to(out.dtype)
+    return out.to(image.dtype)
 
 
 def resample_windows(
