@@ -49,7 +49,9 @@ def saved_bytes(fn) -> int:
     return sum(seen.values())
 
 
-def kbcnet_step(net: KBCNet, size: int, precision: str):
+def kbcnet_step(net: KBCNet, size: int, precision: str, backward: bool = False):
+    """A training step of ``net`` on one random pair (its inputs made now): forward and loss,
+    and the backward pass when ``backward``."""
     src, trg = torch.rand(1, 3, size, size), torch.rand(1, 3, size, size)
     kps = torch.rand(1, 16, 2) * size
     valid = torch.ones(1, 16, dtype=torch.bool)
@@ -58,7 +60,9 @@ def kbcnet_step(net: KBCNet, size: int, precision: str):
     def fn():
         with ctx:
             out = net(src, trg, kps, valid)
-        keypoint_epe(out.kps.float(), kps, valid, size)
+        loss = keypoint_epe(out.kps.float(), kps, valid, size)
+        if backward:
+            loss.backward()
 
     return fn
 
@@ -92,12 +96,9 @@ def step_growth(backbone: str, size: int, precision: str, frozen: bool, ckpt: bo
     """MiB the peak resident size grows by during one training step of one pair (this process)."""
     torch.manual_seed(0)
     net = KBCNet(backbone=backbone, freeze_backbone=frozen, grad_checkpointing=ckpt, check_inputs=False).train()
-    src, trg = torch.rand(1, 3, size, size), torch.rand(1, 3, size, size)
-    kps, valid = torch.rand(1, 16, 2) * size, torch.ones(1, 16, dtype=torch.bool)
+    step = kbcnet_step(net, size, precision, backward=True)
     before = _rss_mib()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-        out = net(src, trg, kps, valid)
-    keypoint_epe(out.kps.float(), kps, valid, size).backward()
+    step()
     return _peak_rss_mib() - before
 
 

@@ -692,9 +692,9 @@ class KBCWrapper(nn.Module):
         if cfg.target == "pred-box" and cfg.guard:
             fallback = trg_trig & pred_box_fallback(src_box, src_size, trg_box, trg_size, conf1, valid,
                                                     cfg.guard_min_confidence, cfg.guard_max_scale_ratio)
-        # pass 2 only where a window really differs from the full image (a triggered window can
-        # grow back to the whole image when tau is close to rho): the others keep pass 1 as is
-        changed = (src_trig & (src_win != src_full).any(-1)) | (trg_trig & (trg_win != trg_full).any(-1))
+        # pass 2 only where a window differs from the full image (untriggered images have the
+        # full window, and a triggered one can grow back to it when tau is close to rho)
+        changed = (src_win != src_full).any(-1) | (trg_win != trg_full).any(-1)
         refined = changed & ~fallback
         src_win = torch.where(refined[:, None], src_win, src_full)
         trg_win = torch.where(refined[:, None], trg_win, trg_full)

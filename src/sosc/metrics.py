@@ -73,7 +73,7 @@ def first_occurrence(ids: torch.Tensor) -> torch.Tensor:
     first = torch.full((len(unique),), len(ids), dtype=torch.long, device=ids.device)
     first = first.scatter_reduce(0, inverse, order, reduce="amin")
     keep[first] = True
-    return keep | (ids < 0)
+    return keep
 
 
 def _key(alpha: float) -> str:

@@ -95,7 +95,7 @@ def refine_keypoints(
         ``(B, N, 2)`` target ``(x, y)`` in input pixels (float32), and ``(B, N)`` the peak
         probability of the fine softmax.
     """
-    query = F.normalize(sample_at(src_fine, points.to(src_fine.dtype), src_size), dim=-1)
+    query = F.normalize(sample_at(src_fine, points, src_size), dim=-1)
     fine = torch.einsum("bnc,bchw->bnhw", query, F.normalize(trg_fine, dim=1))
     with torch.autocast(device_type=rows.device.type, enabled=False):
         up = F.interpolate(rows.float(), size=fine.shape[-2:], mode="bilinear", align_corners=False)
