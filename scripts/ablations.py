@@ -75,7 +75,7 @@ def main() -> None:
             fit = sosc(["fit", *common])
             train_min = f"{(time.perf_counter() - start) / 60:.1f}"
             ckpt = fit.trainer.checkpoint_callback.last_model_path
-        test = sosc(["test", *common, "--ckpt_path", ckpt, "--model.kbc", "false"])
+        test = sosc(["test", *common, "--ckpt_path", ckpt, "--model.kbc.enabled", "false"])
         with open(Path(test.trainer.log_dir) / "pck_plain.csv") as fh:
             overall = next(row for row in csv.DictReader(fh) if row["subset"] == "all")
         matcher = test.model.matcher

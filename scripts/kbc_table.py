@@ -56,11 +56,11 @@ def main() -> None:
         matchers["KBCNet (trained)"] = ["--ckpt_path", opts.kbcnet_ckpt]
     lines = ["| matcher | KBC | subset | pairs | PCK@0.05 | PCK@0.1 | test wall time (s) |", "|---|---|---|---|---|---|---|"]
     for name, extra in matchers.items():
-        folder, plain_time = run_test([*base, *extra, "--model.kbc", "false"])
+        folder, plain_time = run_test([*base, *extra, "--model.kbc.enabled", "false"])
         plain = read_csv(folder / "pck_plain.csv")
         results = [("none", plain, plain_time)]
         for mode in MODES:
-            folder, seconds = run_test([*base, *extra, "--model.kbc", "true", "--model.kbc_target", mode])
+            folder, seconds = run_test([*base, *extra, "--model.kbc.enabled", "true", "--model.kbc.target", mode])
             label = mode + (" (leaks the answer)" if mode == "oracle" else "")
             results.append((label, read_csv(folder / f"pck_kbc_{mode}.csv"), seconds))
         for label, table, seconds in results:

@@ -293,7 +293,7 @@ def cli_test_args(config, root, out, *extra):
     """Arguments for an in-process ``sosc test`` of ``config`` on a tiny fixture at ``root``:
     64 px input, resnet18 at random init, CPU, logs under ``out``."""
     return [
-        "test", "--config", str(config), "--data.root", str(root), "--data.img_size", "64",
+        "test", "--config", str(config), "--data.root", str(root), "--data.input_size", "64",
         "--data.num_workers", "0", "--data.batch_size", "2", "--model.matcher.backbone", "resnet18",
         "--model.matcher.pretrained", "false", "--model.matcher.channels", "32",
         "--trainer.logger.save_dir", str(out), "--trainer.accelerator", "cpu",

@@ -6,11 +6,12 @@ from pathlib import Path
 import pytest
 
 from sosc.cli import main
+from sosc.errors import ConfigError
 
 
 def common(root: Path, logs: Path) -> list[str]:
     return [
-        "--data", "sosc.data.SPair71kDataModule", "--data.root", str(root), "--data.img_size", "64",
+        "--data", "sosc.data.SPair71kDataModule", "--data.root", str(root), "--data.input_size", "64",
         "--data.num_workers", "0", "--data.batch_size", "2",
         "--model.matcher", "sosc.matchers.FeatureMatcher",
         "--model.matcher.backbone", "resnet18", "--model.matcher.pretrained", "false",
@@ -42,29 +43,39 @@ class TestCLI:
 
     def test_command_line_beats_checkpoint_hyperparameters(self, trained):
         args, ckpt, _ = trained
-        cli = main(["test", *args, "--ckpt_path", ckpt, "--model.kbc", "true", "--model.kbc_target", "object-bbox"])
-        assert cli.model.hparams.kbc is True and cli.model.hparams.kbc_target == "object-bbox"
+        cli = main(["test", *args, "--ckpt_path", ckpt, "--model.kbc.enabled", "true",
+                    "--model.kbc.target", "object-bbox"])
+        assert cli.model.kbc_config.enabled and cli.model.kbc_config.target == "object-bbox"
         assert (Path(cli.trainer.log_dir) / "pck_kbc_object-bbox.md").is_file()
 
     def test_predict_writes_json(self, trained, spair_tree):
         args, ckpt, tmp = trained
         out = tmp / "pred.json"
-        main(["predict", *args, "--ckpt_path", ckpt, "--model.predictions_file", str(out)])
+        main(["predict", *args, "--ckpt_path", ckpt, "--predictions.path", str(out)])
         data = json.loads(out.read_text())
         _, written = spair_tree
         assert len(data["pairs"]) == len(written["test"])
         first = data["pairs"][0]
         assert len(first["trg_kps"]) == len(written["test"][0]["trg_kps"])
 
-    def test_input_size_is_linked(self, spair_tree, tmp_path):
+    def test_input_size_is_set_once_on_the_data(self, spair_tree, tmp_path):
         root, _ = spair_tree
         cli = main(common(root, tmp_path), run=False)
-        assert cli.model.input_size == (64, 64)
+        assert cli.model.input_size is None and cli.datamodule.input_size == (64, 64)
 
-    def test_kbc_train_p_reaches_the_data(self, spair_tree, tmp_path):
+    def test_a_model_input_size_that_differs_from_the_data_is_refused_before_any_work(self, spair_tree, tmp_path):
         root, _ = spair_tree
-        cli = main([*common(root, tmp_path), "--model.kbc_train_p", "0.25", "--model.kbc_rho", "0.6"], run=False)
-        assert cli.datamodule.kbc_train["train_p"] == 0.25 and cli.datamodule.kbc_train["rho"] == 0.6
+        cli = main([*common(root, tmp_path), "--model.input_size", "128"], run=False)
+        assert cli.model.input_size == (128, 128)
+        with pytest.raises(ConfigError, match=r"model.input_size is \(128, 128\).*data.init_args.input_size is \(64, 64\)"):
+            cli.trainer.test(cli.model, datamodule=cli.datamodule)
+
+    def test_every_kbc_option_reaches_the_model_and_the_data(self, spair_tree, tmp_path):
+        root, _ = spair_tree
+        cli = main([*common(root, tmp_path), "--model.kbc.train_p", "0.25", "--model.kbc.rho", "0.6",
+                    "--model.kbc.min_margin", "4", "--model.kbc.guard_max_scale_ratio", "5"], run=False)
+        for config in (cli.model.kbc_config, cli.datamodule.kbc):
+            assert (config.train_p, config.rho, config.min_margin, config.guard_max_scale_ratio) == (0.25, 0.6, 4, 5)
         assert cli.datamodule.train_window_fn() is not None
 
     def test_unknown_key_is_rejected(self, spair_tree, tmp_path):
@@ -75,7 +86,7 @@ class TestCLI:
     def test_bad_kbc_target_is_rejected(self, spair_tree, tmp_path):
         root, _ = spair_tree
         with pytest.raises(SystemExit):
-            main([*common(root, tmp_path), "--model.kbc_target", "ground-truth"], run=False)
+            main([*common(root, tmp_path), "--model.kbc.target", "ground-truth"], run=False)
 
     @pytest.mark.parametrize("name", ["synthetic", "spair", "pfpascal", "pfwillow"])
     def test_configs_parse(self, name, tmp_path):
@@ -83,7 +94,7 @@ class TestCLI:
         cli = main(["--config", str(path), "--trainer.logger.init_args.save_dir", str(tmp_path),
                     "--model.matcher.init_args.pretrained", "false"], run=False)
         assert type(cli.model.matcher).__name__ == "KBCNet"
-        assert cli.model.input_size == ((512, 512) if name == "spair" else (256, 256))
+        assert cli.datamodule.input_size == ((512, 512) if name == "spair" else (256, 256))
 
 
 def test_wandb_logger_works_offline(spair_tree, tmp_path):

@@ -24,4 +24,4 @@ def test_config_builds(config, tmp_path):
     matcher = cli.model.matcher
     assert isinstance(matcher, KBCNet)
     assert matcher.refiner is not None  # the refinement is on in every shipped config
-    assert tuple(cli.model.input_size) == (cli.datamodule.img_size,) * 2
+    assert cli.model.input_size is None and len(cli.datamodule.input_size) == 2

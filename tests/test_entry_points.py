@@ -22,7 +22,7 @@ def test_sosc_command_returns_none(spair_tree, tmp_path, monkeypatch):
     root, _ = spair_tree
     monkeypatch.setattr(sys, "argv", [
         "sosc", "fit", "--data", "sosc.data.SPair71kDataModule", "--data.root", str(root),
-        "--data.img_size", "64", "--data.num_workers", "0", "--data.batch_size", "2",
+        "--data.input_size", "64", "--data.num_workers", "0", "--data.batch_size", "2",
         "--model.matcher", "sosc.matchers.FeatureMatcher",
         "--model.matcher.backbone", "resnet18", "--model.matcher.pretrained", "false",
         "--trainer.logger.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",

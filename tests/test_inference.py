@@ -48,7 +48,7 @@ def test_no_kbc_returns_the_plain_prediction(shifted_pair, capsys):
 @pytest.fixture
 def kbcnet_checkpoint(spair_tree, tmp_path):
     root, _ = spair_tree
-    cli = sosc(["fit", "--data", "sosc.data.SPair71kDataModule", "--data.root", str(root), "--data.img_size", "64",
+    cli = sosc(["fit", "--data", "sosc.data.SPair71kDataModule", "--data.root", str(root), "--data.input_size", "64",
                 "--data.num_workers", "0", "--data.batch_size", "2", "--model.matcher", "sosc.KBCNet",
                 "--model.matcher.backbone", "resnet18", "--model.matcher.pretrained", "false",
                 "--model.matcher.channels", "32", "--model.matcher.heads", "2", "--model.matcher.decoder_channels", "[8]",
@@ -73,7 +73,7 @@ def test_a_checkpoint_rebuilds_its_matcher_without_the_config(kbcnet_checkpoint,
 def test_the_weights_come_from_the_checkpoint_not_a_download(kbcnet_checkpoint, tmp_path):
     path, _ = kbcnet_checkpoint
     ckpt = torch.load(path, weights_only=False)
-    ckpt["hyper_parameters"]["matcher"]["init_args"]["pretrained"] = True  # would ask timm's hub (offline: error)
+    ckpt["sosc"]["matcher"]["init_args"]["pretrained"] = True  # would ask timm's hub (offline: error)
     edited = tmp_path / "hub.ckpt"
     torch.save(ckpt, edited)
     assert isinstance(load_module(edited).matcher, KBCNet)
@@ -82,6 +82,7 @@ def test_the_weights_come_from_the_checkpoint_not_a_download(kbcnet_checkpoint, 
 def test_a_checkpoint_without_its_matcher_asks_for_the_config(kbcnet_checkpoint, tmp_path):
     path, _ = kbcnet_checkpoint
     ckpt = torch.load(path, weights_only=False)
+    del ckpt["sosc"]  # as a checkpoint written before the record existed
     del ckpt["hyper_parameters"]["matcher"]
     old = tmp_path / "old.ckpt"
     torch.save(ckpt, old)
@@ -129,12 +130,12 @@ def test_packaged_weights_keep_their_input_normalisation(spair_tree, tmp_path):
     """The packaged EfficientNet-Lite0 normalises with its own mean and std (not timm's), which
     are not in the state dict: the rebuilt matcher must use the same."""
     root, _ = spair_tree
-    cli = sosc(["fit", "--data", "sosc.data.SPair71kDataModule", "--data.root", str(root), "--data.img_size", "64",
+    cli = sosc(["fit", "--data", "sosc.data.SPair71kDataModule", "--data.root", str(root), "--data.input_size", "64",
                 "--data.num_workers", "0", "--data.batch_size", "2", "--model.matcher", "sosc.matchers.FeatureMatcher",
                 "--trainer.logger.save_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
                 "--trainer.max_steps", "1", "--trainer.limit_val_batches", "1"])
     callback = cli.trainer.checkpoint_callback
     module = load_module(callback.best_model_path or callback.last_model_path)
     trained = cli.model.matcher.backbone
-    assert torch.equal(module.matcher.backbone.mean, trained.mean.cpu())
-    assert torch.equal(module.matcher.backbone.std, trained.std.cpu())
+    assert torch.equal(module.matcher.backbone.normalize.mean, trained.normalize.mean.cpu())
+    assert torch.equal(module.matcher.backbone.normalize.std, trained.normalize.std.cpu())

@@ -12,10 +12,13 @@ from torch import nn
 
 from sosc.errors import ConfigError, ShapeError
 from sosc.geometry import (
+    box_usable,
+    clip_box,
     full_windows,
     points_box,
     points_from_window,
     points_to_window,
+    relative_size,
     resample_window,
     resample_windows,
 )
@@ -23,8 +26,6 @@ from sosc.kbc import (
     KBCConfig,
     KBCOutput,
     KBCWrapper,
-    box_usable,
-    clip_box,
     grow_box,
     kbc_box,
     kbc_train_windows,
@@ -35,7 +36,6 @@ from sosc.kbc import (
     match_in_windows,
     match_plain,
     pred_box_fallback,
-    relative_size,
 )
 from sosc.matchers.base import MatchOutput
 
@@ -85,7 +85,7 @@ class ConvMatcher(nn.Module):
             self.conv.bias.zero_()
 
     def forward(self, src, trg, kps, valid):
-        from sosc.matchers.base import sample_at, soft_argmax
+        from sosc.matchers.grid import sample_at, soft_argmax
 
         fs, ft = self.conv(src), self.conv(trg)
         size = src.shape[-2:]
@@ -542,8 +542,9 @@ class TestTrainWindows:
         assert torch.equal(t, kbc_windows(kbc_box(trg, valid), sizes, 32)[0])
         s, t = kbc_train_windows(src, trg, valid, sizes, sizes, 32, KBCConfig(train_p=0.0))
         assert torch.equal(s, full_windows(sizes)) and torch.equal(t, full_windows(sizes))
-        s, _ = kbc_train_windows(src, trg, valid, sizes, sizes, 32, KBCConfig(train_p=1.0, enabled=False))
-        assert torch.equal(s, full_windows(sizes))
+        # `enabled` is about evaluation: train-time KBC is train_p alone
+        s2, _ = kbc_train_windows(src, trg, valid, sizes, sizes, 32, KBCConfig(train_p=1.0, enabled=False))
+        assert torch.equal(s2, kbc_windows(kbc_box(src, valid), sizes, 32)[0])
 
     def test_single_item(self):
         src, trg = small_kps(1, 4, 10.0, 30.0)[0], small_kps(1, 4, 50.0, 60.0, seed=2)[0]

@@ -1,9 +1,18 @@
 """The ``sosc`` command: a LightningCLI with ``fit``, ``validate``, ``test`` and ``predict``.
 
 ``sosc fit --config configs/synthetic.yaml``; ``sosc test --config configs/synthetic.yaml
---model.kbc true --ckpt_path <checkpoint>``. The data module is chosen by ``data.class_path``
-and the matcher by ``model.matcher.class_path``; the network input size is set once, as
-``data.init_args.img_size``, and linked to the model.
+--model.kbc.enabled true --ckpt_path <checkpoint>``. The data module is chosen by
+``data.class_path`` and the matcher by ``model.matcher.class_path``. What this subclass adds
+to LightningCLI:
+
+- one KBC configuration: ``model.kbc`` (:class:`sosc.kbc.KBCConfig`) is linked to the data
+  module's ``kbc`` for train-time KBC;
+- one input size: ``data.init_args.input_size``; the model reads it from the batches;
+- two callbacks that are always there: ``report`` (:class:`sosc.callbacks.PCKReport`) and
+  ``predictions`` (:class:`sosc.callbacks.PredictionWriter`);
+- the matcher's exact configuration handed to the module for the checkpoint record
+  (:mod:`sosc.checkpoint`);
+- a checkpoint only supplies weights: the command line and the config decide the options.
 """
 
 from __future__ import annotations
@@ -13,44 +22,28 @@ from collections.abc import Sequence
 
 from lightning.pytorch.cli import LightningCLI
 
+from sosc.callbacks import PCKReport, PredictionWriter
 from sosc.data.datamodule import PairDataModule
 from sosc.module import CorrespondenceModule
 
 
-def train_kbc_options(train_p: float, tau: float, rho: float, margin: float, s_max: float) -> dict[str, float]:
-    """The data module's train-time KBC options, from the model's ``kbc_*`` settings."""
-    return {"train_p": train_p, "tau": tau, "rho": rho, "margin": margin, "s_max": s_max}
-
-
 class SoscCLI(LightningCLI):
-    """LightningCLI with ``sosc``'s links and defaults (CSV logging)."""
+    """LightningCLI with ``sosc``'s links, callbacks and defaults (CSV logging)."""
 
     def _parse_ckpt_path(self) -> None:
         """Keep the command line in charge of a run that loads a checkpoint.
 
-        LightningCLI would overwrite the parsed ``model`` options with the hyperparameters
-        stored in the checkpoint, so ``sosc test --model.kbc true --ckpt_path ...`` would
-        silently test without KBC. Here the checkpoint only supplies weights; the options
-        are the config's and the command line's.
+        LightningCLI (a private hook of it, overridden here on purpose) would overwrite the parsed
+        ``model`` options with the hyperparameters stored in the checkpoint, so ``sosc test
+        --model.kbc.enabled true --ckpt_path ...`` would silently test without KBC. Here the
+        checkpoint only supplies weights; a checkpoint that does not fit the configured matcher
+        is refused with a message (:func:`sosc.checkpoint.check_state_dict`).
         """
 
-    def instantiate_classes(self) -> None:
-        """Instantiate as LightningCLI does, then record the matcher's configuration
-        (``class_path`` and ``init_args``) in the model's hyperparameters, so that a checkpoint
-        can rebuild its matcher without the config file (:func:`sosc.inference.load_module`)."""
-        super().instantiate_classes()
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        matcher = config.get("model.matcher")
-        if matcher is not None and self.model is not None:
-            self.model.hparams["matcher"] = matcher.as_dict() if hasattr(matcher, "as_dict") else dict(matcher)
-
     def add_arguments_to_parser(self, parser) -> None:
-        parser.link_arguments("data.img_size", "model.input_size", apply_on="instantiate")
-        parser.link_arguments(
-            ("model.kbc_train_p", "model.kbc_tau", "model.kbc_rho", "model.kbc_margin", "model.kbc_s_max"),
-            "data.init_args.kbc_train",
-            compute_fn=train_kbc_options,
-        )
+        parser.link_arguments("model.kbc", "data.init_args.kbc", apply_on="parse")
+        parser.add_lightning_class_args(PCKReport, "report")
+        parser.add_lightning_class_args(PredictionWriter, "predictions")
         # No default matcher: jsonargparse carries the init_args of a default class over to the
         # class given on the command line, so `--model.matcher sosc.KBCNet` would silently
         # inherit another matcher's backbone, temperature and freezing.
@@ -62,6 +55,15 @@ class SoscCLI(LightningCLI):
                 },
             }
         )
+
+    def instantiate_classes(self) -> None:
+        """Instantiate as LightningCLI does, then hand the module the matcher's exact configuration
+        (``class_path`` and ``init_args`` as parsed) for its checkpoint record."""
+        super().instantiate_classes()
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        matcher = config.get("model.matcher")
+        if matcher is not None and self.model is not None:
+            self.model.matcher_config = matcher.as_dict() if hasattr(matcher, "as_dict") else dict(matcher)
 
 
 def main(args: Sequence[str] | None = None, run: bool = True) -> SoscCLI:

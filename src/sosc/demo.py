@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     ckpt = fit.trainer.checkpoint_callback.best_model_path or fit.trainer.checkpoint_callback.last_model_path
     if not ckpt:
         raise SystemExit("training wrote no checkpoint; see the log above")
-    _run(["test", *common, "--ckpt_path", ckpt, "--model.kbc", "false"])
-    _run(["test", *common, "--ckpt_path", ckpt, "--model.kbc", "true", "--model.kbc_target", "pred-box"])
+    _run(["test", *common, "--ckpt_path", ckpt, "--model.kbc.enabled", "false"])
+    _run(["test", *common, "--ckpt_path", ckpt, "--model.kbc.enabled", "true", "--model.kbc.target", "pred-box"])
     print(f"\ncheckpoint: {ckpt}\nreports: {Path(opts.logs).resolve()}")
 
 

@@ -48,13 +48,3 @@ def check_shape(name: str, tensor: torch.Tensor, shape: Sequence[int | str | Non
     for size, want in zip(tensor.shape, shape):
         if isinstance(want, int) and size != want:
             raise ShapeError(f"{name}: expected shape {expected}, got {got}")
-
-
-def check_same(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor, dims: Sequence[int]) -> None:
-    """Raise :class:`ShapeError` unless ``a`` and ``b`` agree on the sizes of ``dims``."""
-    for d in dims:
-        if a.shape[d] != b.shape[d]:
-            raise ShapeError(
-                f"{name_a} has shape {tuple(a.shape)} and {name_b} has shape {tuple(b.shape)}: "
-                f"they must agree on dimension {d}"
-            )

@@ -97,12 +97,6 @@ def points_from_window(points: torch.Tensor, window: torch.Tensor, size: int | S
     return points / scale + offset
 
 
-def boxes_to_window(boxes: torch.Tensor, window: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
-    """Map ``(..., 4)`` boxes ``(x0, y0, x1, y1)`` into a window's input pixels."""
-    corners = boxes.reshape(*boxes.shape[:-1], 2, 2)
-    return points_to_window(corners, window, size).reshape(boxes.shape)
-
-
 def resample_window(image: torch.Tensor, window: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
     """Resample the ``window`` of one image to ``size`` (bilinear, zeros outside the image).
 
@@ -216,9 +210,105 @@ def points_box(points: torch.Tensor, valid: torch.Tensor | None = None) -> torch
     return torch.where(none[..., None], torch.full_like(box, float("nan")), box)
 
 
-def inside_image(points: torch.Tensor, size_hw: torch.Tensor, tolerance: float = 0.0) -> torch.Tensor:
-    """Whether ``(..., N, 2)`` points lie in ``[0, W] x [0, H]`` (``size_hw`` ``(..., 2)``)."""
-    wh = size_hw.flip(-1)
-    if points.dim() == wh.dim() + 1:
+def inside_image(points: torch.Tensor, size_hw: torch.Tensor | Sequence[float], tolerance: float = 0.0) -> torch.Tensor:
+    """Whether points lie in the image ``[0, W] x [0, H]``, within ``tolerance`` pixels.
+
+    Args:
+        points: ``(..., N, 2)`` ``(x, y)`` original pixels.
+        size_hw: ``(2,)`` or ``(..., 2)`` the image ``(H, W)``.
+        tolerance: pixels a point may lie outside and still count as inside.
+
+    Returns:
+        ``(..., N)`` bool; False for a NaN or infinite coordinate.
+
+    >>> inside_image(torch.tensor([[0.0, 0.0], [10.0, 5.0], [10.5, 5.0]]), (5, 10)).tolist()
+    [True, True, False]
+    """
+    wh = sizes_like(size_hw, points).flip(-1)
+    if wh.dim() > 1 and points.dim() == wh.dim() + 1:
         wh = wh[..., None, :]
     return ((points >= -tolerance) & (points <= wh + tolerance)).all(dim=-1)
+
+
+def mirror_points(points: torch.Tensor, width: float) -> torch.Tensor:
+    """Points ``(..., 2)`` of an image of ``width`` pixels, after a horizontal flip: ``x -> W - x``.
+
+    >>> mirror_points(torch.tensor([[1.0, 2.0]]), 10).tolist()
+    [[9.0, 2.0]]
+    """
+    return torch.stack([width - points[..., 0], points[..., 1]], dim=-1)
+
+
+def mirror_box(box: torch.Tensor, width: float) -> torch.Tensor:
+    """A box ``(..., 4)`` ``(x0, y0, x1, y1)`` after a horizontal flip of a ``width``-pixel image.
+
+    >>> mirror_box(torch.tensor([1.0, 2.0, 4.0, 5.0]), 10).tolist()
+    [6.0, 2.0, 9.0, 5.0]
+    """
+    return torch.stack([width - box[..., 2], box[..., 1], width - box[..., 0], box[..., 3]], dim=-1)
+
+
+# --------------------------------------------------------------------------- boxes
+
+
+def sizes_like(image_size_hw: torch.Tensor | Sequence[float], like: torch.Tensor) -> torch.Tensor:
+    """Image sizes ``(..., 2)`` ``(H, W)`` as a tensor of ``like``'s dtype and device.
+
+    Raises:
+        ShapeError: when the last dimension is not 2.
+    """
+    sizes = torch.as_tensor(image_size_hw, dtype=like.dtype, device=like.device)
+    if sizes.shape[-1:] != (2,):
+        raise ShapeError(f"image_size_hw: expected (..., 2) as (H, W), got shape {tuple(sizes.shape)}")
+    return sizes
+
+
+def as_box(box: torch.Tensor | Sequence[float], name: str = "box") -> torch.Tensor:
+    """A float tensor ``(..., 4)`` ``(x0, y0, x1, y1)``; raises :class:`ShapeError` naming ``name``."""
+    box = torch.as_tensor(box)
+    if not box.is_floating_point():
+        box = box.float()
+    if box.shape[-1:] != (4,):
+        raise ShapeError(f"{name}: expected (..., 4) as (x0, y0, x1, y1), got shape {tuple(box.shape)}")
+    return box
+
+
+def clip_box(box: torch.Tensor, image_size_hw: torch.Tensor | Sequence[float]) -> torch.Tensor:
+    """Intersect ``(..., 4)`` boxes with the image ``[0, W] x [0, H]`` (NaN stays NaN).
+
+    >>> clip_box(torch.tensor([-10.0, 5.0, 30.0, 90.0]), (50, 40)).tolist()
+    [0.0, 5.0, 30.0, 50.0]
+    """
+    box = as_box(box)
+    wh = sizes_like(image_size_hw, box).flip(-1)
+    zero = torch.zeros_like(wh)
+    lo = torch.minimum(torch.maximum(box[..., :2], zero), wh)
+    hi = torch.minimum(torch.maximum(box[..., 2:], zero), wh)
+    return torch.cat([lo, hi], dim=-1)
+
+
+def box_usable(box: torch.Tensor, image_size_hw: torch.Tensor | Sequence[float]) -> torch.Tensor:
+    """``(...)`` bool: the box is finite, not inverted and touches the image.
+
+    >>> box_usable(torch.tensor([[1.0, 1.0, 5.0, 5.0], [60.0, 1.0, 70.0, 5.0]]), (50, 50)).tolist()
+    [True, False]
+    """
+    box = as_box(box)
+    wh = sizes_like(image_size_hw, box).flip(-1)
+    finite = torch.isfinite(box).all(dim=-1)
+    ordered = (box[..., 2:] >= box[..., :2]).all(dim=-1)
+    touches = ((box[..., 2:] >= 0) & (box[..., :2] <= wh)).all(dim=-1)
+    return finite & ordered & touches
+
+
+def relative_size(box: torch.Tensor, image_size_hw: torch.Tensor | Sequence[float]) -> torch.Tensor:
+    """``max(box_w, box_h) / max(W, H)`` of the box clipped to the image, ``(...)``; NaN for NaN boxes.
+
+    >>> float(relative_size(torch.tensor([10.0, 10.0, 60.0, 20.0]), (100, 200)))
+    0.25
+    """
+    box = as_box(box)
+    hw = sizes_like(image_size_hw, box)
+    clipped = clip_box(box, hw)
+    side = (clipped[..., 2:] - clipped[..., :2]).amax(dim=-1)
+    return side / hw.amax(dim=-1)

@@ -4,16 +4,13 @@
 with ``--out``) JSON with the predicted target keypoints in original target pixels, with and
 without KBC, the windows KBC chose and the matcher's confidence. ``--matcher feature`` uses the
 training-free FeatureMatcher with the offline EfficientNet-Lite0 weights instead of a checkpoint.
-In Python: :func:`load_module` and :func:`match_pair`.
+In Python: :func:`sosc.checkpoint.load_module` and :func:`match_pair`.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import dataclasses
 import json
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,10 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from sosc.checkpoint import load_module
 from sosc.data.images import read_image
-from sosc.errors import ConfigError, ShapeError, SoscError
+from sosc.errors import ShapeError, SoscError
 from sosc.kbc import KBCConfig, KBCWrapper
-from sosc.module import CorrespondenceModule
 
 
 def load_image(path: str | Path) -> torch.Tensor:
@@ -52,53 +49,6 @@ def parse_keypoints(text: str) -> torch.Tensor:
     if not points or any(len(p) != 2 for p in points):
         raise ShapeError(f"keypoints: expected one or more (x, y) pairs, got {text[:60]!r}")
     return torch.tensor(points, dtype=torch.float32)
-
-
-def load_module(
-    checkpoint: str | Path, config: str | Path | None = None, map_location: str | torch.device = "cpu"
-) -> CorrespondenceModule:
-    """A :class:`~sosc.module.CorrespondenceModule` from a checkpoint that ``sosc fit`` wrote.
-
-    Without ``config``, the matcher is rebuilt from the configuration stored in the checkpoint,
-    with ``pretrained=False`` in place of timm's hub or a weights file (its weights, the
-    backbone's included, come from the checkpoint, so nothing is downloaded; offline packaged
-    weights are kept, as they also set the input normalisation). With ``config`` (the training config file, for checkpoints that
-    do not record their matcher), the model is built from it as ``sosc`` would. Then the
-    checkpoint's weights are loaded strictly. Returns the module in eval mode.
-    """
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise SoscError(f"checkpoint {path} does not exist")
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    if config is not None:
-        from sosc.cli import main as sosc_cli
-
-        with warnings.catch_warnings():  # LightningCLI warns when sys.argv holds other args
-            warnings.filterwarnings("ignore", message=".*args parameter is intended.*")
-            module = sosc_cli(["--config", str(config), "--trainer.logger", "false"], run=False).model
-        module.load_state_dict(ckpt["state_dict"], strict=True)
-        return module.eval()
-    hparams = dict(ckpt.get("hyper_parameters") or {})
-    matcher_cfg = hparams.get("matcher")
-    if not isinstance(matcher_cfg, dict) or "class_path" not in matcher_cfg:
-        raise ConfigError(
-            f"checkpoint {path} does not record its matcher (written by an older sosc, or not by "
-            "`sosc fit`): also give the training config (`sosc-match --config <config.yaml>`, "
-            "`load_module(checkpoint, config=...)`)"
-        )
-    matcher_cfg = copy.deepcopy(matcher_cfg)
-    init_args = matcher_cfg.setdefault("init_args", {})
-    # the checkpoint holds every weight: never ask timm's hub or a file for them again. Packaged
-    # weights stay (offline, and they set the input normalisation, which the state dict lacks)
-    if init_args.get("pretrained") not in (None, False, "package"):
-        init_args["pretrained"] = False
-    hparams["matcher"] = matcher_cfg
-    hparams.pop("_instantiator", None)
-    from lightning.pytorch.cli import instantiate_module
-
-    module = instantiate_module(CorrespondenceModule, hparams)
-    module.load_state_dict(ckpt["state_dict"], strict=True)
-    return module.eval()
 
 
 def match_pair(
@@ -129,7 +79,7 @@ def match_pair(
             f"src_kps: keypoints {torch.nonzero(outside).flatten().tolist()} lie outside the {w}x{h} source image"
         )
     config = kbc or KBCConfig()
-    wrapper = KBCWrapper.from_config(matcher, config, input_size=input_size)
+    wrapper = KBCWrapper(matcher, input_size=input_size, config=config)
     device = next((p.device for p in getattr(matcher, "parameters", lambda: iter(()))()), torch.device("cpu"))
     with torch.no_grad():
         info = wrapper.forward_with_info(
@@ -201,14 +151,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     opts = parser.parse_args(argv)
     if opts.ckpt:
         module = load_module(opts.ckpt, opts.config)
-        matcher, input_size = module.matcher, opts.input_size or tuple(module.input_size)
-        config = module.kbc_config
+        matcher, input_size = module.matcher, opts.input_size or tuple(module.input_size or (256, 256))
     else:
         from sosc.matchers.feature import FeatureMatcher
 
-        matcher, input_size, config = FeatureMatcher(pretrained="package").eval(), opts.input_size or 256, KBCConfig()
+        matcher, input_size = FeatureMatcher(pretrained="package").eval(), opts.input_size or 256
     # object-bbox and oracle need annotations that a custom pair lacks
-    config = dataclasses.replace(config, target="pred-box", enabled=not opts.no_kbc)
+    config = KBCConfig(target="pred-box", enabled=not opts.no_kbc)
     matcher = matcher.to(opts.device) if hasattr(matcher, "to") else matcher
     src_img, trg_img = load_image(opts.src), load_image(opts.trg)
     text = Path(opts.kps_file).read_text() if opts.kps_file else opts.kps

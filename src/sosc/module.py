@@ -1,116 +1,175 @@
 """CorrespondenceModule: the LightningModule that trains and evaluates any matcher.
 
-The flow of one pair (ARCHITECTURE.md): the batch holds both images resampled through
-their windows, keypoints in input pixels, and what the metric needs in original pixels.
-Training: ``matcher(src_img, trg_img, src_kps, valid)`` -> keypoint loss in input pixels.
-Evaluation: predictions (through :class:`sosc.kbc.KBCWrapper` when ``kbc`` is on) are
-mapped back through the target window and scored by :class:`sosc.metrics.PCK` in original
-target pixels.
+The flow of one pair (README, "How it fits together"): the batch (:class:`~sosc.types.PairBatch`)
+holds both images resampled through their windows, keypoints in input pixels, and what the
+metric needs in original pixels.
+
+- Training: ``matcher(src_img, trg_img, src_kps, valid)`` -> keypoint loss in input pixels.
+- Validation and test: predictions (through :class:`sosc.kbc.KBCWrapper` when ``kbc.enabled``)
+  are mapped back through the target window (:mod:`sosc.batch`) and scored by
+  :class:`sosc.metrics.PCK` in original target pixels.
+- Predict: one JSON-ready row per pair (written by :class:`sosc.callbacks.PredictionWriter`).
+
+This module holds the steps, the loss, the metrics and the optimiser. Reports are written by
+:class:`sosc.callbacks.PCKReport`; the checkpoint's matcher record is :mod:`sosc.checkpoint`.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import lightning as L
 import torch
-from torch import nn
 
+from sosc.batch import (
+    batch_input_size,
+    original_keypoints,
+    prediction_rows,
+    size_indices,
+    to_original,
+)
+from sosc.checkpoint import (
+    RECORD_KEY,
+    check_state_dict,
+    instantiate,
+    make_record,
+    matcher_config_of,
+)
+from sosc.data.datamodule import PairDataModule
 from sosc.data.records import DIFFICULTY_FLAGS, SIZE_CLASSES
 from sosc.errors import ConfigError
-from sosc.geometry import as_size, points_from_window
+from sosc.geometry import Size, as_size
 from sosc.kbc import KBCConfig, KBCOutput, KBCWrapper
 from sosc.losses import keypoint_epe
-from sosc.matchers.base import keypoints_of
+from sosc.matchers.base import Matcher, check_input_size, keypoints_of, matcher_input_multiple
 from sosc.metrics import PCK
-from sosc.report import markdown, write_report
+from sosc.types import PairBatch
 
-KBCTarget = Literal["pred-box", "object-bbox", "oracle"]
+#: Labels of the ``size`` breakdown of reports (SPair-71k's classes, plus pairs without a box).
 SIZE_LABELS = (*SIZE_CLASSES, "unknown")
-SIZE_INDEX = {name: i for i, name in enumerate(SIZE_LABELS)}
+
+
+@dataclass
+class EvalReport:
+    """One result of a test run: logged under ``prefix/``, written as ``<stem>.csv/.md``."""
+
+    prefix: str
+    stem: str
+    title: str
+    result: dict[str, float]
+
+
+def as_kbc_config(kbc: KBCConfig | Mapping[str, Any] | None) -> KBCConfig:
+    """``model.kbc`` as a :class:`KBCConfig`; ``None`` is KBC off at evaluation, no train-time KBC.
+
+    Raises:
+        ConfigError: naming ``model.kbc`` and the fix, for a value of another type.
+    """
+    if kbc is None:
+        return KBCConfig(enabled=False, train_p=0.0)
+    if isinstance(kbc, KBCConfig):
+        return kbc
+    if isinstance(kbc, Mapping):
+        try:
+            return KBCConfig(**kbc)
+        except TypeError as err:
+            raise ConfigError(f"model.kbc: {err}; the options are the fields of sosc.KBCConfig") from err
+    raise ConfigError(
+        f"model.kbc must be a KBCConfig (e.g. --model.kbc.enabled true), got {kbc!r}; "
+        "the options are the fields of sosc.KBCConfig"
+    )
 
 
 class CorrespondenceModule(L.LightningModule):
     """Train and evaluate a matcher on keypoint pairs.
 
     Args:
-        matcher: any ``nn.Module`` following the matcher contract (``sosc.KBCNet``,
-            ``sosc.FeatureMatcher``, an adapter around a third-party net).
-        input_size: network input ``(S_h, S_w)`` or an int (linked to ``data.img_size`` by the CLI).
+        matcher: a :class:`~sosc.matchers.base.Matcher` (``sosc.KBCNet``, ``sosc.FeatureMatcher``,
+            an adapter around a third-party net) or any ``nn.Module`` that follows the contract;
+            also its configuration ``{"class_path": ..., "init_args": ...}`` (how Lightning's
+            ``load_from_checkpoint`` passes it).
+        input_size: ``None`` (default) reads the network input size from each batch; a value
+            ``(S_h, S_w)`` or an int is checked against the data module and every batch
+            (:class:`~sosc.errors.ConfigError` naming both when they differ).
         lr: AdamW learning rate of everything but the backbone.
         backbone_lr: learning rate of parameters under a ``backbone`` submodule.
         weight_decay: AdamW weight decay.
         warmup_steps: linear warm-up steps before the cosine decay (``scheduler="cosine"``).
         scheduler: ``cosine`` (warm-up then cosine to 0 over the run) or ``none``.
-        kbc: use KBC at test and predict time.
-        kbc_target: how the target window is chosen: ``pred-box`` (leak-free, default),
-            ``object-bbox`` (annotated target box), ``oracle`` (ground truth; leaks the answer,
-            logged under ``test_oracle_leak/``).
-        kbc_tau, kbc_rho, kbc_margin, kbc_s_max: KBC settings (METHOD.md).
-        kbc_guard: in ``pred-box`` mode, a more generous target window and a fall-back to
-            pass 1 where pass 1 looks unreliable (:class:`sosc.kbc.KBCConfig`).
-        kbc_train_p: probability of train-time KBC (applied by the data module, to which the
-            CLI links it with the other KBC settings).
+        kbc: the KBC options (:class:`~sosc.kbc.KBCConfig`; ``None``: no KBC at evaluation and
+            no train-time KBC). ``kbc.enabled`` turns KBC on at test and predict time;
+            ``kbc.train_p`` is applied by the data module (the CLI links ``model.kbc`` to
+            ``data.init_args.kbc``). Under ``target="oracle"`` metrics are logged as
+            ``test_oracle_leak/``.
         alphas: PCK thresholds.
-        predictions_file: where ``predict`` writes its JSON (default ``<log_dir>/predictions.json``).
     """
 
     def __init__(
         self,
-        matcher: nn.Module,
-        input_size: int | Sequence[int] = 256,
+        matcher: Matcher,
+        input_size: int | Sequence[int] | None = None,
         lr: float = 3e-4,
         backbone_lr: float = 3e-5,
         weight_decay: float = 0.01,
         warmup_steps: int = 50,
         scheduler: Literal["cosine", "none"] = "cosine",
-        kbc: bool = False,
-        kbc_target: KBCTarget = "pred-box",
-        kbc_tau: float = 0.5,
-        kbc_rho: float = 0.7,
-        kbc_margin: float = 0.15,
-        kbc_s_max: float = 4.0,
-        kbc_guard: bool = True,
-        kbc_train_p: float = 0.5,
+        kbc: KBCConfig | None = None,
         alphas: Sequence[float] = (0.05, 0.1, 0.15),
-        predictions_file: str | None = None,
     ) -> None:
         super().__init__()
-        try:
-            self.kbc_config = KBCConfig(
-                enabled=True, tau=kbc_tau, rho=kbc_rho, margin=kbc_margin, s_max=kbc_s_max,
-                target=kbc_target, train_p=kbc_train_p, guard=kbc_guard,
-            )
-        except ConfigError as err:
-            raise ConfigError(f"model.kbc_*: {err}") from err
-        self.save_hyperparameters(ignore=["matcher"])
+        if isinstance(matcher, Mapping) and "class_path" in matcher:  # Lightning's load_from_checkpoint
+            matcher_config, matcher = dict(matcher), instantiate(matcher)
+        else:
+            matcher_config = matcher_config_of(matcher)
+        self.kbc_config = as_kbc_config(kbc)
+        self.save_hyperparameters(ignore=["matcher", "kbc"])
+        self.hparams["kbc"] = dataclasses.asdict(self.kbc_config)
         self.matcher = matcher
-        self.input_size = as_size(input_size)
+        self.input_size: Size | None = as_size(input_size) if input_size is not None else None
         self.alphas = tuple(alphas)
-        self._predictions: list[dict[str, Any]] = []
+        #: ``{"class_path", "init_args"}`` of the matcher, for the checkpoint record: set by the
+        #: ``sosc`` CLI, else derived from the matcher's recorded arguments (:mod:`sosc.checkpoint`).
+        self.matcher_config: dict[str, Any] | None = matcher_config
         self.categories: list[str] | None = None
         self.groups: tuple[str, ...] = ("size",)
+        self.test_reports: list[EvalReport] = []
+        self._seen_input_size: Size | None = None
 
     # -- set-up ------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        cats = getattr(dm, "categories", None)
-        self.categories = list(cats) if cats is not None else None
-        flags = tuple(getattr(dm, "difficulty_flags", ()))
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        flags: tuple[str, ...] = ()
+        self.categories = None
+        if isinstance(datamodule, PairDataModule):
+            self.check_input_size(datamodule.input_size)
+            self.categories = list(datamodule.categories) if datamodule.categories is not None else None
+            flags = tuple(datamodule.difficulty_flags)
         self.groups = (*flags, "size")
         self.val_pck, self.test_pck, self.test_pck_plain = (
             PCK(self.alphas, categories=self.categories, groups=self.groups, group_labels={"size": SIZE_LABELS})
             for _ in range(3)
         )
 
-    def kbc_wrapper(self) -> KBCWrapper:
+    def check_input_size(self, data_input_size: int | Sequence[int]) -> None:
+        """Raise :class:`ConfigError` before any work when the data module's input size differs from
+        ``model.input_size`` or is not a multiple the matcher needs."""
+        data_size = as_size(data_input_size)
+        if self.input_size is not None and tuple(self.input_size) != tuple(data_size):
+            raise ConfigError(
+                f"model.input_size is {tuple(self.input_size)} but data.init_args.input_size is {data_size}: "
+                "set the input size once, on the data module, and leave model.input_size unset "
+                "(the model reads it from the batch)"
+            )
+        check_input_size(data_size, matcher_input_multiple(self.matcher), "data.init_args.input_size")
+
+    def kbc_wrapper(self, input_size: Sequence[int]) -> KBCWrapper:
         """KBC around this module's matcher (built per call: it holds no weights of its own,
         and as an attribute it would store the matcher's weights twice in checkpoints)."""
-        return KBCWrapper.from_config(self.matcher, self.kbc_config, input_size=self.input_size)
+        return KBCWrapper(self.matcher, input_size=input_size, config=self.kbc_config)
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -141,46 +200,53 @@ class CorrespondenceModule(L.LightningModule):
         """Target keypoints ``(B, N, 2)`` in input pixels (the matcher contract)."""
         return keypoints_of(self.matcher(src_img, trg_img, src_kps, valid))
 
-    def predict_plain(self, batch: dict[str, Any]) -> torch.Tensor:
-        """Predicted target keypoints ``(B, N, 2)`` in original target pixels, no KBC."""
-        pred = self(batch["src_img"], batch["trg_img"], batch["src_kps"], batch["valid"])
-        return points_from_window(pred, batch["trg_window"], self.input_size)
+    def input_size_of(self, batch: PairBatch) -> Size:
+        """The batch's input size, checked against ``model.input_size`` (and remembered for the
+        checkpoint record)."""
+        size = batch_input_size(batch, self.input_size)
+        self._seen_input_size = size
+        return size
 
-    def predict_kbc(self, batch: dict[str, Any]) -> KBCOutput:
+    def predict_plain(self, batch: PairBatch) -> torch.Tensor:
+        """Predicted target keypoints ``(B, N, 2)`` in original target pixels, no KBC."""
+        self.input_size_of(batch)
+        pred = self(batch["src_img"], batch["trg_img"], batch["src_kps"], batch["valid"])
+        return to_original(batch, pred, "trg")
+
+    def predict_kbc(self, batch: PairBatch) -> KBCOutput:
         """KBC predictions (and the plain ones of pass 1), original target pixels."""
+        size = self.input_size_of(batch)
         if "src_orig" not in batch:
-            raise ConfigError("model.kbc=true needs the original images in the batch (src_orig/trg_orig)")
-        src_kps = points_from_window(batch["src_kps"], batch["src_window"], self.input_size)
+            raise ConfigError("model.kbc.enabled=true needs the original images in the batch (src_orig/trg_orig)")
         oracle = self.kbc_config.target == "oracle"
-        trg_kps = points_from_window(batch["trg_kps"], batch["trg_window"], self.input_size) if oracle else None
-        return self.kbc_wrapper().forward_with_info(
-            batch["src_orig"], batch["trg_orig"], src_kps, batch["valid"], trg_bbox=batch["trg_bbox"], trg_kps=trg_kps
+        return self.kbc_wrapper(size).forward_with_info(
+            batch["src_orig"], batch["trg_orig"], original_keypoints(batch, "src"), batch["valid"],
+            trg_bbox=batch["trg_bbox"], trg_kps=original_keypoints(batch, "trg") if oracle else None,
         )
 
-    def _groups(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        out = {flag: batch[flag] for flag in self.groups if flag in DIFFICULTY_FLAGS}
-        out["size"] = torch.tensor([SIZE_INDEX[s] for s in batch["size_class"]], device=self.device)
-        return out
-
-    def _update(self, metric: PCK, batch: dict[str, Any], pred_orig: torch.Tensor) -> None:
-        gt = points_from_window(batch["trg_kps"], batch["trg_window"], self.input_size)
+    def _update(self, metric: PCK, batch: PairBatch, pred_orig: torch.Tensor) -> None:
         category = batch["category"] if self.categories is not None else batch["category_id"]
+        groups = {flag: batch[flag] for flag in self.groups if flag in DIFFICULTY_FLAGS}
+        groups["size"] = size_indices(batch, SIZE_LABELS)
         metric.update(
-            pred_orig, gt, batch["valid"], batch["pck_bound"], category, self._groups(batch), ids=batch.get("index")
+            pred_orig, original_keypoints(batch, "trg"), batch["valid"], batch["pck_bound"], category, groups,
+            ids=batch.get("index"),
         )
 
     # -- Lightning steps -----------------------------------------------------------------------
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: PairBatch, batch_idx: int) -> torch.Tensor:
+        size = self.input_size_of(batch)
         pred = self(batch["src_img"], batch["trg_img"], batch["src_kps"], batch["valid"])
-        loss = keypoint_epe(pred, batch["trg_kps"], batch["valid"], self.input_size)
+        loss = keypoint_epe(pred, batch["trg_kps"], batch["valid"], size)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(pred))
         return loss
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def validation_step(self, batch: PairBatch, batch_idx: int) -> None:
+        size = self.input_size_of(batch)
         pred = self(batch["src_img"], batch["trg_img"], batch["src_kps"], batch["valid"])
-        loss = keypoint_epe(pred, batch["trg_kps"], batch["valid"], self.input_size)
+        loss = keypoint_epe(pred, batch["trg_kps"], batch["valid"], size)
         self.log("val/loss", loss, batch_size=len(pred), sync_dist=True)
-        self._update(self.val_pck, batch, points_from_window(pred, batch["trg_window"], self.input_size))
+        self._update(self.val_pck, batch, to_original(batch, pred, "trg"))
 
     def on_validation_epoch_end(self) -> None:
         result = self.val_pck.compute()
@@ -190,8 +256,8 @@ class CorrespondenceModule(L.LightningModule):
                 self.log(f"val/{key}", result[key], prog_bar=a == 0.1)
         self.val_pck.reset()
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        if not self.hparams.kbc:
+    def test_step(self, batch: PairBatch, batch_idx: int) -> None:
+        if not self.kbc_config.enabled:
             self._update(self.test_pck, batch, self.predict_plain(batch))
             return
         info = self.predict_kbc(batch)
@@ -205,71 +271,59 @@ class CorrespondenceModule(L.LightningModule):
 
     @property
     def test_prefix(self) -> str:
-        return "test_oracle_leak" if (self.hparams.kbc and self.hparams.kbc_target == "oracle") else "test"
+        return "test_oracle_leak" if (self.kbc_config.enabled and self.kbc_config.leaks_answer) else "test"
 
     @property
     def test_title(self) -> str:
-        if not self.hparams.kbc:
+        if not self.kbc_config.enabled:
             return "PCK without KBC"
-        title = f"PCK with KBC (target: {self.hparams.kbc_target})"
-        if self.hparams.kbc_target == "oracle":
+        title = f"PCK with KBC (target: {self.kbc_config.target})"
+        if self.kbc_config.leaks_answer:
             title += " - ORACLE: uses ground-truth target keypoints, leaks the answer"
         return title
 
+    @property
+    def report_stem(self) -> str:
+        return "pck_" + ("kbc_" + self.kbc_config.target if self.kbc_config.enabled else "plain")
+
+    def on_test_epoch_start(self) -> None:
+        self.test_reports = []
+
     def on_test_epoch_end(self) -> None:
         reports = []
-        if self.hparams.kbc:
-            plain = self.test_pck_plain.compute()
-            reports.append(("test_plain", "pck_plain", "PCK without KBC (pass 1 of the same run)", plain))
-        reports.append((self.test_prefix, self._report_stem, self.test_title, self.test_pck.compute()))
+        if self.kbc_config.enabled:
+            reports.append(EvalReport("test_plain", "pck_plain", "PCK without KBC (pass 1 of the same run)",
+                                      self.test_pck_plain.compute()))
+        reports.append(EvalReport(self.test_prefix, self.report_stem, self.test_title, self.test_pck.compute()))
         self.test_pck.reset()
         self.test_pck_plain.reset()
-        for prefix, stem, title, result in reports:
+        for report in reports:
             for key in (*self.headline_keys, "pairs", "keypoints"):
-                if key in result:
-                    self.log(f"{prefix}/{key}", result[key], rank_zero_only=True)
-            if self.trainer.is_global_zero:
-                folder = Path(self.trainer.log_dir or ".")
-                write_report(result, title, folder, stem=stem)
-                print("\n" + markdown(result, title))
-                print(f"report written to {folder / (stem + '.csv')} and {folder / (stem + '.md')}")
+                if key in report.result:
+                    self.log(f"{report.prefix}/{key}", report.result[key], rank_zero_only=True)
+        self.test_reports = reports
 
-    @property
-    def _report_stem(self) -> str:
-        return "pck_" + ("kbc_" + self.hparams.kbc_target if self.hparams.kbc else "plain")
+    def predict_step(self, batch: PairBatch, batch_idx: int) -> list[dict[str, Any]]:
+        pred = self.predict_kbc(batch).kps if self.kbc_config.enabled else self.predict_plain(batch)
+        return prediction_rows(batch, pred)
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
-        pred = self.predict_kbc(batch).kps if self.hparams.kbc else self.predict_plain(batch)
-        out = []
-        for i, pair_id in enumerate(batch["pair_id"]):
-            n = int(batch["valid"][i].sum())
-            out.append({
-                "pair_id": pair_id,
-                "category": batch["category"][i],
-                "trg_kps": [[round(float(x), 3), round(float(y), 3)] for x, y in pred[i][batch["valid"][i]][:n]],
-            })
-        self._predictions.extend(out)
-        return out
+    # -- checkpoints --------------------------------------------------------------------------
+    def record_input_size(self) -> Size | None:
+        """The input size the checkpoint record states: ``model.input_size``, else the data
+        module's, else the last batch's."""
+        if self.input_size is not None:
+            return self.input_size
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        if isinstance(datamodule, PairDataModule):
+            return as_size(datamodule.input_size)
+        return self._seen_input_size
 
-    def on_predict_epoch_start(self) -> None:
-        self._predictions = []
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Write the record (:mod:`sosc.checkpoint`), and the matcher's configuration into the
+        hyperparameters too, so that Lightning's ``load_from_checkpoint`` can rebuild it."""
+        checkpoint[RECORD_KEY] = make_record(self.matcher_config, self.record_input_size())
+        if self.matcher_config is not None:
+            checkpoint.setdefault("hyper_parameters", {})["matcher"] = self.matcher_config
 
-    def on_predict_epoch_end(self) -> None:
-        path = self.hparams.predictions_file
-        target = Path(path) if path else Path(self.trainer.log_dir or ".") / "predictions.json"
-        if self.trainer.world_size > 1:
-            target = target.with_name(f"{target.stem}.rank{self.trainer.global_rank}{target.suffix}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        payload = {
-            "units": "original target-image pixels, (x, y); image spans [0, W] x [0, H]",
-            "kbc": bool(self.hparams.kbc),
-            "kbc_target": self.hparams.kbc_target if self.hparams.kbc else None,
-            "pairs": self._predictions,
-        }
-        tmp = target.with_suffix(target.suffix + ".tmp")
-        pairs = payload.pop("pairs")
-        head = json.dumps(payload, indent=1)[:-2]  # one line per pair keeps large files readable
-        body = ",\n".join("  " + json.dumps(p) for p in pairs)
-        tmp.write_text(f'{head},\n "pairs": [\n{body}\n ]\n}}\n')
-        tmp.replace(target)
-        print(f"predictions for {len(self._predictions)} pairs written to {target}")
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        check_state_dict(checkpoint, self.state_dict(), self.matcher_config)

@@ -59,7 +59,7 @@ class TestCollate:
 class TestDataModule:
     def test_splits_and_loaders(self, spair_tree):
         root, written = spair_tree
-        dm = SPair71kDataModule(root.parent, img_size=32, batch_size=3, num_workers=0)
+        dm = SPair71kDataModule(root.parent, input_size=32, batch_size=3, num_workers=0)
         dm.setup("fit")
         assert len(dm.datasets["train"]) == len(written["trn"]) and len(dm.datasets["val"]) == len(written["val"])
         batches = list(dm.val_dataloader())
@@ -135,7 +135,7 @@ class TestBadInput:
         records, report = read_spair(root, "train")
         assert report.pairs["no keypoint in common"] == 1
         with pytest.warns(UserWarning, match="no keypoint in common"):
-            SPair71kDataModule(root, img_size=32, num_workers=0).setup("fit")
+            SPair71kDataModule(root, input_size=32, num_workers=0).setup("fit")
 
 
 def test_size_class_rule():

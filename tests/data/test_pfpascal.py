@@ -115,7 +115,7 @@ class TestTestSplit:
 class TestThroughTheDataset:
     def test_img_bound_is_max_side_of_target_image(self, tmp_path):
         info = write_pfpascal_tree(tmp_path, size_range=(40, 72))
-        dm = PFPascalDataModule(tmp_path, img_size=32, num_workers=0)
+        dm = PFPascalDataModule(tmp_path, input_size=32, num_workers=0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             dm.setup("test")
@@ -156,13 +156,13 @@ class TestOverlaps:
 
     def test_test_in_train_is_warned_with_count(self, pf_tree):
         root, _ = pf_tree
-        dm = PFPascalDataModule(root, img_size=32, num_workers=0)
+        dm = PFPascalDataModule(root, input_size=32, num_workers=0)
         with pytest.warns(UserWarning, match="1 of 3 test pairs also appear in the train split"):
             dm.setup("test")
 
     def test_val_train_overlap(self, tmp_path):
         write_pfpascal_tree(tmp_path, pairs={"train": [(0, 1, 0), (2, 3, 1)], "val": [(2, 3, 0)], "test": [(4, 5, None)]})
-        dm = PFPascalDataModule(tmp_path, img_size=32, num_workers=0)
+        dm = PFPascalDataModule(tmp_path, input_size=32, num_workers=0)
         with pytest.warns(UserWarning, match="1 of 1 val pairs also appear in the train split"):
             dm.setup("fit")
 
@@ -245,7 +245,7 @@ class TestErrors:
         records, report = read_pfpascal(root, "train")
         assert len(records) == 3 and report.pairs["no keypoint in common"] == 2
         assert "train_pairs.csv:3" in report.summary()
-        dm = PFPascalDataModule(root, img_size=32, num_workers=0)
+        dm = PFPascalDataModule(root, input_size=32, num_workers=0)
         with pytest.warns(UserWarning) as record:
             dm.setup("fit")
         messages = [str(w.message) for w in record]
@@ -266,7 +266,7 @@ class TestDataModule:
         loopback_server.files["/mirror/PF-dataset-PASCAL.zip"] = buf.getvalue()
         monkeypatch.setenv("SOSC_PFPASCAL_URL", loopback_server.url("/mirror/PF-dataset-PASCAL.zip"))
         data = tmp_path / "data"
-        dm = PFPascalDataModule(data, img_size=32, num_workers=0)
+        dm = PFPascalDataModule(data, input_size=32, num_workers=0)
         assert loopback_server.requests == []  # never in the constructor
         dm.prepare_data()
         assert (data / "PF-dataset-PASCAL" / "JPEGImages").is_dir() and loopback_server.requests
@@ -304,7 +304,7 @@ class TestDataModule:
                    run=False)
         dm = cli.datamodule
         assert isinstance(dm, PFPascalDataModule)
-        assert dm.img_size == 256 and dm.download is True and cli.model.input_size == (256, 256)
+        assert dm.input_size == (256, 256) and dm.download is True and cli.model.input_size is None
 
 
 def test_flip_is_read_by_position_when_the_header_does_not_name_it(tmp_path):

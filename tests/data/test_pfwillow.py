@@ -158,7 +158,7 @@ class TestErrors:
         write_pfwillow_tree(tmp_path, n_pairs=3, pad_last=10)
         records, report = read_pfwillow(tmp_path)
         assert len(records) == 2 and report.pairs["no keypoint in common"] == 1
-        dm = PFWillowDataModule(tmp_path, img_size=32, num_workers=0)
+        dm = PFWillowDataModule(tmp_path, input_size=32, num_workers=0)
         with pytest.warns(UserWarning, match=r"PF-WILLOW test: skipped 1 pairs \(no keypoint in common; e\.g\. .*test_pairs\.csv:2\)"):
             dm.setup("test")
         assert len(dm.datasets["test"]) == 2
@@ -175,7 +175,7 @@ class TestDataModule:
 
     def test_validate_runs_on_the_test_split(self, tmp_path):
         write_pfwillow_tree(tmp_path)
-        dm = PFWillowDataModule(tmp_path, img_size=32, num_workers=0)
+        dm = PFWillowDataModule(tmp_path, input_size=32, num_workers=0)
         dm.setup("validate")
         assert len(next(iter(dm.val_dataloader()))["pair_id"]) == 4
 
@@ -188,7 +188,7 @@ class TestDataModule:
                 zf.write(path, path.relative_to(src).as_posix())
         loopback_server.files["/PF-dataset.zip"] = buf.getvalue()
         monkeypatch.setenv("SOSC_PFWILLOW_URL", "http://127.0.0.1:9/unreachable.zip")
-        dm = PFWillowDataModule(tmp_path / "data", img_size=32, num_workers=0, url=loopback_server.url("/PF-dataset.zip"))
+        dm = PFWillowDataModule(tmp_path / "data", input_size=32, num_workers=0, url=loopback_server.url("/PF-dataset.zip"))
         before = {k: id(v) for k, v in vars(dm).items()}
         dm.prepare_data()
         assert {k: id(v) for k, v in vars(dm).items()} == before  # prepare_data sets no attributes
@@ -232,7 +232,7 @@ class TestDataModule:
         cli = main(["--config", str(CONFIG), "--model.matcher.backbone", "resnet18", "--model.matcher.pretrained", "false"],
                    run=False)
         assert isinstance(cli.datamodule, PFWillowDataModule)
-        assert cli.datamodule.img_size == 256 and cli.datamodule.download is True
+        assert cli.datamodule.input_size == (256, 256) and cli.datamodule.download is True
 
 
 def test_a_first_pair_with_a_missing_coordinate_is_not_a_header(tmp_path):

@@ -124,7 +124,7 @@ class TestErrors:
         _edit(_pair_file(root, "test", 1), src_kps=[], trg_kps=[])
         records, report = read_spair(root, "test")
         assert len(records) == 2 and report.pairs["no keypoint in common"] == 1
-        dm = SPair71kDataModule(root, img_size=32, num_workers=0)
+        dm = SPair71kDataModule(root, input_size=32, num_workers=0)
         with pytest.warns(UserWarning, match=r"SPair-71k test: skipped 1 pairs \(no keypoint in common; e\.g\. .*test\.txt:2\)"):
             dm.setup("test")
 
@@ -138,7 +138,7 @@ class TestDataModule:
             tf.add(src, arcname="SPair-71k")
         loopback_server.files["/SPair-71k.tar.gz"] = buf.getvalue()
         monkeypatch.setenv("SOSC_SPAIR_URL", loopback_server.url("/SPair-71k.tar.gz"))
-        dm = SPair71kDataModule(tmp_path / "data", img_size=32, num_workers=0)
+        dm = SPair71kDataModule(tmp_path / "data", input_size=32, num_workers=0)
         dm.prepare_data()
         dm.setup("test")
         assert len(dm.datasets["test"]) == 2
@@ -151,7 +151,7 @@ class TestDataModule:
 
     def test_defaults(self):
         dm = SPair71kDataModule()
-        assert dm.img_size == 512 and dm.download and dm.root == Path("data")
+        assert dm.input_size == (512, 512) and dm.download and dm.root == Path("data")
         assert list(dm.difficulty_flags) == list(DIFFICULTY_FLAGS) and len(dm.categories) == 18
 
     def test_cli_test_writes_reports_with_breakdowns(self, spair_tree, tmp_path):
@@ -173,5 +173,5 @@ class TestDataModule:
         cli = main(["--config", str(CONFIG), "--model.matcher.backbone", "resnet18", "--model.matcher.pretrained", "false"],
                    run=False)
         assert isinstance(cli.datamodule, SPair71kDataModule)
-        assert cli.datamodule.img_size == 512 and cli.model.input_size == (512, 512)
+        assert cli.datamodule.input_size == (512, 512) and cli.model.input_size is None
         assert np.isclose(cli.model.hparams.lr, 3e-4)

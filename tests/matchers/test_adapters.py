@@ -19,7 +19,8 @@ from sosc.matchers.adapters import (
     transfer_by_flow,
     transfer_by_scores,
 )
-from sosc.matchers.base import MatchOutput, cell_centers, keypoints_of
+from sosc.matchers.base import MatchOutput, keypoints_of
+from sosc.matchers.grid import cell_centers
 
 torch.set_num_threads(1)
 

@@ -14,7 +14,8 @@ from sosc.losses import keypoint_epe
 from sosc.matchers.base import MatchOutput
 from sosc.matchers.correlation import correlation_volume, interpolation_matrix, upsample_target
 from sosc.matchers.csfa import CSFA, sine_positions
-from sosc.matchers.kbcnet import KBCNet, pad_linear, sample_flow
+from sosc.matchers.grid import pad_linear, sample_flow
+from sosc.matchers.kbcnet import KBCNet
 
 H, W = 64, 96  # non-square, multiples of 32
 

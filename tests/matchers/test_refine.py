@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from sosc.errors import ShapeError
-from sosc.matchers.base import cell_centers, sample_at
-from sosc.matchers.kbcnet import KBCNet, sample_flow
+from sosc.matchers.grid import cell_centers, sample_at, sample_flow
+from sosc.matchers.kbcnet import KBCNet
 from sosc.matchers.refine import KeypointRefiner, refine_keypoints, score_rows
 
 

@@ -19,6 +19,7 @@ from sosc.data.dataset import (
 )
 from sosc.data.download import ArchiveSpec, ensure_benchmark
 from sosc.data.records import PairRecord
+from sosc.geometry import as_size
 from sosc.kbc import KBCConfig, kbc_train_windows
 
 #: Lightning stage -> the splits it needs.
@@ -31,8 +32,9 @@ class PairDataModule(L.LightningDataModule):
     Args:
         root: folder holding the benchmark (either layout a subclass accepts), or its parent;
             a download is extracted into it. Default ``data``.
-        img_size: network input side, or ``[S_h, S_w]``; None gives the benchmark's usual
-            input (:attr:`default_img_size`: 512 for SPair-71k, 256 otherwise).
+        input_size: network input side, or ``[S_h, S_w]``; None gives the benchmark's usual
+            input (:attr:`default_input_size`: 512 for SPair-71k, 256 otherwise). The model
+            reads it from the batches.
         batch_size: pairs per training batch.
         eval_batch_size: pairs per evaluation batch (default: ``batch_size``).
         num_workers: loader processes.
@@ -40,10 +42,10 @@ class PairDataModule(L.LightningDataModule):
         strict: raise on a keypoint outside its image (else drop it and report).
         max_pairs: use only the first ``max_pairs`` pairs of each split (quick runs).
         predict_split: the split ``sosc predict`` runs on.
-        kbc_train: train-time KBC options (:class:`sosc.kbc.KBCConfig` fields: ``train_p``,
-            ``tau``, ``rho``, ``margin``, ``s_max``): with probability ``train_p`` a training
-            pair is cropped around its ground-truth keypoint boxes. The CLI links them from
-            ``model.kbc_train_p`` and the other ``model.kbc_*`` settings. None: never.
+        kbc: the KBC options (:class:`sosc.kbc.KBCConfig`); with probability ``kbc.train_p`` a
+            training pair is cropped around its ground-truth keypoint boxes
+            (:func:`sosc.kbc.kbc_train_windows`). The ``sosc`` CLI links it from ``model.kbc``,
+            so that training and evaluation share one KBC configuration. None: never.
         download: fetch and extract the benchmark's archive in ``prepare_data`` when its tree
             is missing; ``False`` never downloads and only explains what to put where.
         url: download from this URL (a mirror) instead of the environment variable named by
@@ -53,15 +55,19 @@ class PairDataModule(L.LightningDataModule):
 
     #: Human-readable benchmark name used in messages.
     name = "pairs"
-    #: Input side used when ``img_size`` is None.
-    default_img_size: int = 256
+    #: Input side used when ``input_size`` is None.
+    default_input_size: int = 256
+    #: Category names, in the order of ``category_id`` (None: ids only).
+    categories: Sequence[str] | None = None
+    #: Per-pair difficulty flags the items carry (SPair-71k's four), reported by the test.
+    difficulty_flags: Sequence[str] = ()
     #: The archive ``prepare_data`` downloads (None: nothing to download).
     archive: ArchiveSpec | None = None
 
     def __init__(
         self,
         root: str | Path = "data",
-        img_size: int | Sequence[int] | None = None,
+        input_size: int | Sequence[int] | None = None,
         batch_size: int = 8,
         eval_batch_size: int | None = None,
         num_workers: int = 2,
@@ -69,14 +75,14 @@ class PairDataModule(L.LightningDataModule):
         strict: bool = True,
         max_pairs: int | None = None,
         predict_split: str = "test",
-        kbc_train: dict[str, float] | None = None,
+        kbc: KBCConfig | None = None,
         download: bool = True,
         url: str | None = None,
         sha256: str | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root).expanduser()
-        self.img_size = img_size if img_size is not None else self.default_img_size
+        self.input_size = as_size(input_size if input_size is not None else self.default_input_size)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
@@ -84,7 +90,7 @@ class PairDataModule(L.LightningDataModule):
         self.strict = strict
         self.max_pairs = max_pairs
         self.predict_split = predict_split
-        self.kbc_train = dict(kbc_train) if kbc_train else None
+        self.kbc = kbc
         self.download = download
         self.url = url
         self.sha256 = sha256
@@ -117,10 +123,10 @@ class PairDataModule(L.LightningDataModule):
 
     def train_window_fn(self) -> WindowFn | None:
         """Train-time window choice (KBC augmentation) or None for full images."""
-        if not self.kbc_train or self.kbc_train.get("train_p", 0.0) <= 0:
+        config = self.kbc
+        if config is None or config.train_p <= 0:
             return None
-        config = KBCConfig(**self.kbc_train)
-        size = self.img_size
+        size = self.input_size
 
         def window_fn(src_kps, trg_kps, valid, src_hw, trg_hw, generator):
             return kbc_train_windows(src_kps, trg_kps, valid, src_hw, trg_hw, size, config, generator)
@@ -150,7 +156,7 @@ class PairDataModule(L.LightningDataModule):
             train = split == "train"
             self.datasets[split] = PairDataset(
                 records,
-                self.img_size,
+                self.input_size,
                 keep_original=not train,
                 augment=Photometric() if (train and self.augment) else None,
                 window_fn=self.train_window_fn() if train else None,

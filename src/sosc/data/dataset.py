@@ -22,7 +22,15 @@ from torch.utils.data import Dataset, default_collate
 from sosc.data.images import image_size, read_image
 from sosc.data.records import PairRecord, pck_bound, size_class
 from sosc.errors import DatasetError
-from sosc.geometry import as_size, full_window, points_box, points_to_window, resample_window
+from sosc.geometry import (
+    as_size,
+    full_window,
+    mirror_box,
+    mirror_points,
+    points_box,
+    points_to_window,
+    resample_window,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +94,9 @@ class SkipReport:
         return ", ".join(parts) if parts else "nothing"
 
 
-def _mirror_points(kps: np.ndarray, width: int) -> np.ndarray:
-    out = kps.copy()
-    out[:, 0] = width - out[:, 0]
-    return out
-
-
-def _mirror_box(box: np.ndarray, width: int) -> np.ndarray:
-    return np.array([width - box[2], box[1], width - box[0], box[3]], dtype=np.float32)
+def _as_tensor(values: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
+    """A float32 tensor of ``shape`` from a record's numpy array."""
+    return torch.from_numpy(np.asarray(values, dtype=np.float32).reshape(shape).copy())
 
 
 def validate_records(
@@ -139,7 +142,7 @@ class PairDataset(Dataset):
 
     Args:
         records: the pairs.
-        img_size: network input ``(S_h, S_w)`` or an int for a square.
+        input_size: network input ``(S_h, S_w)`` or an int for a square.
         max_kps: pad keypoints to this ``N`` (default: the most any record has).
         keep_original: add ``src_orig``/``trg_orig`` (full-resolution images) for KBC at
             evaluation time.
@@ -150,7 +153,7 @@ class PairDataset(Dataset):
     def __init__(
         self,
         records: Sequence[PairRecord],
-        img_size: int | Sequence[int],
+        input_size: int | Sequence[int],
         *,
         max_kps: int | None = None,
         keep_original: bool = False,
@@ -158,7 +161,7 @@ class PairDataset(Dataset):
         window_fn: WindowFn | None = None,
     ) -> None:
         self.records = list(records)
-        self.size = as_size(img_size)
+        self.input_size = as_size(input_size)
         most = max((r.num_kps for r in self.records), default=0)
         self.max_kps = max_kps if max_kps is not None else most
         if most > self.max_kps:
@@ -170,20 +173,20 @@ class PairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def _pad(self, kps: np.ndarray) -> torch.Tensor:
+    def _pad(self, kps: torch.Tensor) -> torch.Tensor:
         out = torch.zeros(self.max_kps, 2, dtype=torch.float32)
-        out[: len(kps)] = torch.from_numpy(np.asarray(kps, dtype=np.float32))
+        out[: len(kps)] = kps
         return out
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         rec = self.records[index]
         src, trg = read_image(rec.src_path), read_image(rec.trg_path)
-        src_kps, trg_kps = rec.src_kps.astype(np.float32), rec.trg_kps.astype(np.float32)
-        src_bbox, trg_bbox = rec.src_bbox.astype(np.float32), rec.trg_bbox.astype(np.float32)
+        src_kps, trg_kps = _as_tensor(rec.src_kps, (-1, 2)), _as_tensor(rec.trg_kps, (-1, 2))
+        src_bbox, trg_bbox = _as_tensor(rec.src_bbox, (4,)), _as_tensor(rec.trg_bbox, (4,))
         if rec.flip:
             src, trg = src.flip(-1), trg.flip(-1)
-            src_kps, trg_kps = _mirror_points(src_kps, src.shape[-1]), _mirror_points(trg_kps, trg.shape[-1])
-            src_bbox, trg_bbox = _mirror_box(src_bbox, src.shape[-1]), _mirror_box(trg_bbox, trg.shape[-1])
+            src_kps, trg_kps = mirror_points(src_kps, src.shape[-1]), mirror_points(trg_kps, trg.shape[-1])
+            src_bbox, trg_bbox = mirror_box(src_bbox, src.shape[-1]), mirror_box(trg_bbox, trg.shape[-1])
         src_hw = (int(src.shape[-2]), int(src.shape[-1]))
         trg_hw = (int(trg.shape[-2]), int(trg.shape[-1]))
         n = rec.num_kps
@@ -196,30 +199,30 @@ class PairDataset(Dataset):
             src_window, trg_window = self.window_fn(src_kps_t, trg_kps_t, valid, src_hw, trg_hw, generator)
         else:
             src_window, trg_window = full_window(*src_hw), full_window(*trg_hw)
-        src_in = resample_window(src, src_window, self.size)
-        trg_in = resample_window(trg, trg_window, self.size)
+        src_in = resample_window(src, src_window, self.input_size)
+        trg_in = resample_window(trg, trg_window, self.input_size)
         if self.augment is not None:
             src_in, trg_in = self.augment(src_in, generator), self.augment(trg_in, generator)
 
         item: dict[str, Any] = {
             "src_img": src_in,
             "trg_img": trg_in,
-            "src_kps": torch.where(valid[:, None], points_to_window(src_kps_t, src_window, self.size), 0.0),
-            "trg_kps": torch.where(valid[:, None], points_to_window(trg_kps_t, trg_window, self.size), 0.0),
+            "src_kps": torch.where(valid[:, None], points_to_window(src_kps_t, src_window, self.input_size), 0.0),
+            "trg_kps": torch.where(valid[:, None], points_to_window(trg_kps_t, trg_window, self.input_size), 0.0),
             "valid": valid,
             "src_window": src_window,
             "trg_window": trg_window,
             "src_size": torch.tensor(src_hw, dtype=torch.float32),
             "trg_size": torch.tensor(trg_hw, dtype=torch.float32),
-            "src_bbox": torch.from_numpy(src_bbox),
-            "trg_bbox": torch.from_numpy(trg_bbox),
-            "pck_bound": torch.tensor(pck_bound(rec.bound, trg_bbox, trg_hw, trg_kps), dtype=torch.float32),
+            "src_bbox": src_bbox,
+            "trg_bbox": trg_bbox,
+            "pck_bound": torch.tensor(pck_bound(rec.bound, trg_bbox.numpy(), trg_hw, trg_kps.numpy()), dtype=torch.float32),
             "category": rec.category,
             "category_id": rec.category_id,
             "pair_id": rec.pair_id,
             "index": index,
             "size_class": size_class(
-                trg_bbox if np.isfinite(trg_bbox).all() else points_box(torch.from_numpy(trg_kps)).numpy(), trg_hw
+                (trg_bbox if bool(torch.isfinite(trg_bbox).all()) else points_box(trg_kps)).numpy(), trg_hw
             ),
         }
         for flag, value in rec.flags.items():

@@ -424,7 +424,7 @@ class PFPascalDataModule(PairDataModule):
     Args:
         root: the PF-PASCAL folder or its parent (default ``data``); a download is extracted
             into ``root``.
-        img_size: network input side (default 256).
+        input_size: network input side (default 256).
         download: fetch and extract ``PF-dataset-PASCAL.zip`` in ``prepare_data`` when the tree
             is missing (the split files are never downloaded: see :func:`split_files_help`);
             ``False`` never downloads and only explains what to put where.

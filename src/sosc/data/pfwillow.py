@@ -207,7 +207,7 @@ class PFWillowDataModule(PairDataModule):
     Args:
         root: the PF-WILLOW folder or its parent (default ``data``); a download is extracted
             into ``root``.
-        img_size: network input side (default 256).
+        input_size: network input side (default 256).
         download: fetch and extract ``PF-dataset.zip`` in ``prepare_data`` when the tree is
             missing (the pair list is never downloaded: see :func:`pair_file_help`); ``False``
             never downloads and only explains what to put where.

@@ -200,7 +200,7 @@ class SPair71kDataModule(PairDataModule):
     archive: ArchiveSpec = SPAIR_ARCHIVE
     categories: Sequence[str] = SPAIR_CATEGORIES
     difficulty_flags: Sequence[str] = DIFFICULTY_FLAGS
-    default_img_size = 512
+    default_input_size = 512
 
     def find_root(self, root: Path) -> Path:
         return find_spair_root(root)

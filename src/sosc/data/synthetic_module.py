@@ -28,7 +28,7 @@ class SyntheticDataModule(SPair71kDataModule):
 
     name = "synthetic"
     archive = None
-    default_img_size = 256
+    default_input_size = 256
     difficulty_flags: Sequence[str] = DIFFICULTY_FLAGS
 
     def __init__(

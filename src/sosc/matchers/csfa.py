@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sosc.errors import ConfigError, ShapeError
+from sosc.matchers.grid import cell_centers
 
 #: Highest frequency of the sine encoding, in half-periods per image side: resolves a cell of
 #: a 64-cell-wide map (a stride-8 map of a 512-pixel input).
@@ -44,8 +45,8 @@ def sine_positions(
         raise ConfigError(f"sine positional encoding needs channels divisible by 4, got {channels}")
     n = channels // 4
     freqs = math.pi * torch.logspace(0.0, math.log2(PE_MAX_FREQ), n, base=2.0, device=device)
-    ys = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) / height
-    xs = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) / width
+    centres = cell_centers(height, width, (height, width), device=device)  # cell (i, j) at (j + 0.5, i + 0.5)
+    xs, ys = centres[0, :, 0] / width, centres[:, 0, 1] / height
     ax, ay = xs[:, None] * freqs, ys[:, None] * freqs  # (w, n), (h, n)
     enc_x = torch.cat([ax.sin(), ax.cos()], dim=-1)[None].expand(height, width, 2 * n)
     enc_y = torch.cat([ay.sin(), ay.cos()], dim=-1)[:, None].expand(height, width, 2 * n)

@@ -9,16 +9,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from sosc.matchers.backbone import Backbone
-from sosc.matchers.base import (
-    MatchOutput,
-    check_matcher_inputs,
-    check_soft_argmax_options,
-    sample_at,
-    soft_argmax,
-)
+from sosc.matchers.base import Matcher, MatchOutput, check_matcher_inputs
+from sosc.matchers.grid import check_soft_argmax_options, sample_at, soft_argmax
 
 
-class FeatureMatcher(nn.Module):
+class FeatureMatcher(Matcher):
     """Match keypoints by cosine similarity of L2-normalised backbone features.
 
     Source features are sampled (bilinearly) at each source keypoint and compared with every
@@ -60,6 +55,7 @@ class FeatureMatcher(nn.Module):
         check_soft_argmax_options(temperature, kernel_sigma)
         self.temperature = temperature
         self.kernel_sigma = kernel_sigma
+        self.input_multiple = max(self.backbone.strides)
 
     def features(self, image: torch.Tensor) -> torch.Tensor:
         """``(B, C, h, w)`` L2-normalised features at the finest stride."""
@@ -76,7 +72,7 @@ class FeatureMatcher(nn.Module):
     def forward(
         self, src_img: torch.Tensor, trg_img: torch.Tensor, src_kps: torch.Tensor, valid: torch.Tensor | None = None
     ) -> MatchOutput:
-        valid = check_matcher_inputs(src_img, trg_img, src_kps, valid, multiple=max(self.backbone.strides))
+        valid = check_matcher_inputs(src_img, trg_img, src_kps, valid, multiple=self.input_multiple)
         size = tuple(src_img.shape[-2:])
         feats = self.features(torch.cat([src_img, trg_img]))
         src_f, trg_f = feats.chunk(2)

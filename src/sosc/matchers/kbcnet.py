@@ -2,7 +2,7 @@
 
 See ``METHOD.md`` (KBCNet). The pieces live in :mod:`sosc.matchers.csfa`,
 :mod:`sosc.matchers.correlation` and :mod:`sosc.matchers.cp4d`; this module holds the
-functions that turn scores into a flow and keypoints, and the thin :class:`KBCNet` module.
+function that turns scores into a flow, and the thin :class:`KBCNet` module.
 """
 
 from __future__ import annotations
@@ -10,59 +10,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import nn
 
 from sosc.errors import ConfigError
 from sosc.matchers.backbone import Backbone
-from sosc.matchers.base import (
-    MatchOutput,
-    check_matcher_inputs,
-    check_soft_argmax_options,
-    sample_at,
-    soft_argmax,
-)
+from sosc.matchers.base import Matcher, MatchOutput, check_matcher_inputs
 from sosc.matchers.correlation import CorrelationDecoder, correlation_volume, resample_to
 from sosc.matchers.csfa import CSFA
+from sosc.matchers.grid import check_soft_argmax_options, sample_at, sample_flow, soft_argmax
 from sosc.matchers.refine import KeypointRefiner
 
 #: Backbone strides KBCNet reads (METHOD.md): fine, middle, coarse.
 SCALES = (8, 16, 32)
-
-
-def pad_linear(flow: torch.Tensor) -> torch.Tensor:
-    """Pad a map ``(B, C, h, w)`` by one cell on each side by linear extrapolation.
-
-    A side of length 1 is padded by replication. Returns ``(B, C, h + 2, w + 2)``.
-
-    >>> pad_linear(torch.tensor([[[[1.0, 2.0]]]])).tolist()
-    [[[[0.0, 1.0, 2.0, 3.0], [0.0, 1.0, 2.0, 3.0], [0.0, 1.0, 2.0, 3.0]]]]
-    """
-    for dim in (2, 3):
-        n = flow.shape[dim]
-        first, last = flow.narrow(dim, 0, 1), flow.narrow(dim, n - 1, 1)
-        if n > 1:
-            first = 2 * first - flow.narrow(dim, 1, 1)
-            last = 2 * last - flow.narrow(dim, n - 2, 1)
-        flow = torch.cat([first, flow, last], dim=dim)
-    return flow
-
-
-def sample_flow(flow: torch.Tensor, points: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Target positions of source ``points`` ``(B, N, 2)`` (input pixels) under a dense ``flow``.
-
-    ``flow`` ``(B, 2, h, w)`` holds, per source cell, the target ``(x, y)`` in input pixels; cell
-    ``(i, j)`` covers ``size / (h, w)`` pixels. Bilinear between cell centres, linear
-    extrapolation in the half cell between the outer centres and the border (an affine flow is
-    reproduced exactly everywhere in the image). Returns ``(B, N, 2)`` input pixels.
-
-    >>> flow = torch.stack(torch.meshgrid(torch.tensor([4.0, 12.0]), torch.tensor([4.0, 12.0]), indexing="xy"))
-    >>> sample_flow(flow[None], torch.tensor([[[1.0, 15.0]]]), (16, 16)).tolist()
-    [[[1.0, 15.0]]]
-    """
-    h, w = flow.shape[-2:]
-    cell_h, cell_w = int(size[0]) // h, int(size[1]) // w
-    shifted = points + points.new_tensor([cell_w, cell_h])
-    return sample_at(pad_linear(flow), shifted, ((h + 2) * cell_h, (w + 2) * cell_w))
 
 
 def flow_from_scores(
@@ -85,7 +43,7 @@ def flow_from_scores(
     return pos.permute(0, 3, 1, 2), peak
 
 
-class KBCNet(nn.Module):
+class KBCNet(Matcher):
     """KBCNet matcher: ``forward(src_img, trg_img, src_kps, valid) -> MatchOutput``.
 
     Inputs: ``src_img``, ``trg_img`` ``(B, 3, S_h, S_w)`` float RGB in ``[0, 1]`` (sizes may
@@ -178,7 +136,7 @@ class KBCNet(nn.Module):
             raise ConfigError(f"stride (the working stride) must be 8 or 16, got {stride}")
         check_soft_argmax_options(temperature, kernel_sigma)
         self.stride = stride
-        self.multiple = max(SCALES)
+        self.input_multiple = max(SCALES)
         self.use_csfa = use_csfa
         self.temperature = float(temperature)
         self.kernel_sigma = kernel_sigma
@@ -241,7 +199,7 @@ class KBCNet(nn.Module):
         valid: torch.Tensor,
     ) -> MatchOutput:
         if self.check_inputs:
-            check_matcher_inputs(src_img, trg_img, src_kps, valid, self.multiple)
+            check_matcher_inputs(src_img, trg_img, src_kps, valid, self.input_multiple)
         src_size, trg_size = tuple(src_img.shape[-2:]), tuple(trg_img.shape[-2:])
         scores, src_fine, trg_fine = self.score_volume(src_img, trg_img)
         flow, peak = flow_from_scores(scores, trg_size, self.temperature, self.kernel_sigma)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sosc.errors import ShapeError
-from sosc.matchers.base import sample_at, soft_argmax
+from sosc.matchers.grid import sample_at, soft_argmax, to_cells
 
 
 def score_rows(scores: torch.Tensor, points: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -41,7 +41,7 @@ def score_rows(scores: torch.Tensor, points: torch.Tensor, size: Sequence[int]) 
         ``(B, N, h_t, w_t)``: for each point, the bilinear mix of the rows of its four
         neighbouring source cells (cell centres at ``(j + 0.5) * S_w / w_s``; points beyond
         the outer centres take the border row), the convention of
-        :func:`~sosc.matchers.base.sample_at`.
+        :func:`~sosc.matchers.grid.sample_at`.
 
     >>> vol = torch.arange(4.0).view(1, 1, 4, 1, 1)  # four 1-pixel source cells in a row
     >>> score_rows(vol, torch.tensor([[[2.0, 0.0], [9.0, 0.0]]]), (1, 4)).flatten().tolist()
@@ -54,10 +54,10 @@ def score_rows(scores: torch.Tensor, points: torch.Tensor, size: Sequence[int]) 
         )
     b, hs, ws, ht, wt = scores.shape
     n = points.shape[1]
-    s_h, s_w = float(size[0]), float(size[1])
     points = torch.nan_to_num(points.float(), nan=0.0)  # NaN would become an out-of-range index
-    u = (points[..., 0] * (ws / s_w) - 0.5).clamp(0, ws - 1)
-    v = (points[..., 1] * (hs / s_h) - 0.5).clamp(0, hs - 1)
+    cells = to_cells(points, (hs, ws), size)
+    u = cells[..., 0].clamp(0, ws - 1)
+    v = cells[..., 1].clamp(0, hs - 1)
     x0, y0 = u.floor().long(), v.floor().long()
     x1, y1 = (x0 + 1).clamp(max=ws - 1), (y0 + 1).clamp(max=hs - 1)
     fx, fy = u - x0, v - y0

@@ -1,0 +1,259 @@
+"""KBC steps 1-3 as functions: the grown box, the trigger and the window of each image.
+
+Per image, given the box that defines it (``docs/METHOD.md``, steps 1-4):
+
+1. :func:`kbc_box` / :func:`grow_box`: the box of the valid keypoints (or an object box),
+   grown on each side by ``max(margin * side, min_margin)`` pixels (per axis).
+2. :func:`kbc_trigger`: zoom only where ``max(box_w, box_h) / max(W, H) < tau``.
+3. :func:`kbc_window`: a window centred on the box, of the input's aspect, big enough to
+   hold the box at fill ratio ``rho``, clamped between ``1 / s_max`` of the image and the
+   whole image, shifted inside the image where it fits, zero-padded where it cannot.
+4. :func:`sosc.geometry.resample_windows` resamples it (bilinear).
+
+Conventions: boxes and windows are ``(..., 4)`` ``(x0, y0, x1, y1)`` in **original**
+pixels; image sizes ``(..., 2)`` as ``(H, W)``; the image spans ``[0, W] x [0, H]``. Before
+steps 2-3 a box is clipped to the image. A box that does not touch the image, has a NaN/inf
+coordinate, or is inverted never triggers: its window is the full image. The same box always
+gives the same window, whatever defined it. Invalid (padded) keypoints never enter a box.
+Defaults are :class:`~sosc.kbc.config.KBCConfig`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from sosc.errors import check_shape
+from sosc.geometry import (
+    as_box,
+    as_size,
+    box_usable,
+    clip_box,
+    full_windows,
+    points_box,
+    relative_size,
+    sizes_like,
+)
+from sosc.kbc.config import KBCConfig, check_kbc_options
+
+SizeLike = torch.Tensor | Sequence[float]
+
+
+def grow_box(box: torch.Tensor, margin: float = KBCConfig.margin, min_margin: float = KBCConfig.min_margin) -> torch.Tensor:
+    """Step 1 for a given box: grow each side by ``max(margin * side, min_margin)`` pixels.
+
+    ``side`` is the box width for the x sides and its height for the y sides. NaN boxes
+    stay NaN. Use it on an object box so that it defines the window exactly as a keypoint
+    box would (:func:`kbc_box` is ``grow_box(points_box(...))``).
+
+    Args:
+        box: ``(..., 4)`` ``(x0, y0, x1, y1)`` original pixels.
+        margin: fraction of the side added on each side.
+        min_margin: lower bound of the growth per side, pixels.
+
+    Returns:
+        ``(..., 4)``, same dtype.
+
+    >>> grow_box(torch.tensor([10.0, 10.0, 110.0, 20.0]), margin=0.25).tolist()
+    [-15.0, 2.0, 135.0, 28.0]
+    """
+    check_kbc_options(margin=margin, min_margin=min_margin)
+    box = as_box(box)
+    side = (box[..., 2:] - box[..., :2]).clamp_min(0.0)
+    grow = (margin * side).clamp_min(min_margin)
+    return torch.cat([box[..., :2] - grow, box[..., 2:] + grow], dim=-1)
+
+
+def kbc_box(
+    points: torch.Tensor, valid: torch.Tensor | None = None, margin: float = KBCConfig.margin, min_margin: float = KBCConfig.min_margin
+) -> torch.Tensor:
+    """Step 1: the box of the valid keypoints, grown by a margin.
+
+    Args:
+        points: ``(N, 2)`` or ``(B, N, 2)`` ``(x, y)`` original pixels.
+        valid: ``(N,)`` or ``(B, N)`` bool; ``None`` means all valid. Padded entries
+            never enter the box.
+        margin, min_margin: see :func:`grow_box`; one keypoint (or all equal) gives a
+            ``2 * min_margin`` square.
+
+    Returns:
+        ``(4,)`` or ``(B, 4)`` ``(x0, y0, x1, y1)``; NaN where no keypoint is valid.
+
+    >>> kbc_box(torch.tensor([[50.0, 60.0], [0.0, 0.0]]), torch.tensor([True, False])).tolist()
+    [42.0, 52.0, 58.0, 68.0]
+    """
+    return grow_box(points_box(points, valid), margin, min_margin)
+
+
+def kbc_trigger(box: torch.Tensor, image_size_hw: SizeLike, tau: float = KBCConfig.tau) -> torch.Tensor:
+    """Step 2: whether an image is zoomed, ``max(box_w, box_h) / max(W, H) < tau``.
+
+    Args:
+        box: ``(..., 4)`` the grown box (:func:`kbc_box`, :func:`grow_box`), original pixels.
+        image_size_hw: ``(2,)`` or ``(..., 2)`` original ``(H, W)``.
+        tau: threshold; ``0`` never triggers.
+
+    Returns:
+        ``(...)`` bool; ``False`` where :func:`box_usable` is ``False`` (NaN, inverted, or
+        outside the image). The size is measured on the box clipped to the image.
+
+    >>> kbc_trigger(torch.tensor([[0.0, 0.0, 40.0, 10.0], [0.0, 0.0, 60.0, 10.0]]), (100, 100)).tolist()
+    [True, False]
+    """
+    check_kbc_options(tau=tau)
+    box = as_box(box)
+    return box_usable(box, image_size_hw) & (relative_size(box, image_size_hw) < tau)
+
+
+def _place(start: torch.Tensor, side: torch.Tensor, extent: torch.Tensor) -> torch.Tensor:
+    """Shift a segment ``[start, start + side]`` inside ``[0, extent]``, or, when it is
+    longer, so that it covers ``[0, extent]`` (padding on both sides, the box centre kept
+    as close to the window centre as the image allows)."""
+    room = extent - side
+    return torch.minimum(torch.maximum(start, torch.minimum(room, torch.zeros_like(room))),
+                         torch.maximum(room, torch.zeros_like(room)))
+
+
+def kbc_window(
+    box: torch.Tensor, image_size_hw: SizeLike, input_size: int | Sequence[int], rho: float = KBCConfig.rho, s_max: float = KBCConfig.s_max
+) -> torch.Tensor:
+    """Step 3: the KBC window around a (grown) box, whether or not it triggers.
+
+    With ``a = S_w / S_h`` the input's aspect, the window is ``w x h`` with ``w / h = a``:
+
+        w = clamp(max(box_w, a * box_h) / rho, w_full / s_max, w_full),  w_full = max(W, a * H)
+
+    i.e. the smallest window of the input's aspect that holds the box at fill ratio ``rho``
+    on both axes, at most ``s_max`` times smaller than, and never larger than, the smallest
+    such window that holds the whole image. For a square input this is METHOD.md's square
+    of side ``L = clamp(max(box_w, box_h) / rho, max(W, H) / s_max, max(W, H))``. The window
+    is centred on the box, then shifted inside the image on each axis where it fits; on an
+    axis where it is longer than the image it covers the whole axis and the rest is zero
+    padding at resampling. The box is clipped to the image first, so the window always
+    holds the clipped box.
+
+    Args:
+        box: ``(..., 4)`` the grown box, original pixels.
+        image_size_hw: ``(2,)`` or ``(..., 2)`` original ``(H, W)``.
+        input_size: network input ``(S_h, S_w)`` or an int for a square.
+        rho: fill ratio in ``(0, 1]``.
+        s_max: largest zoom factor, ``>= 1``.
+
+    Returns:
+        ``(..., 4)`` windows ``(x0, y0, x1, y1)``, original pixels; NaN for NaN boxes.
+
+    >>> kbc_window(torch.tensor([10.0, 10.0, 38.0, 24.0]), (200, 200), 64).tolist()
+    [0.0, 0.0, 50.0, 50.0]
+    >>> kbc_window(torch.tensor([60.0, 60.0, 116.0, 116.0]), (200, 200), 64).tolist()
+    [48.0, 48.0, 128.0, 128.0]
+    """
+    check_kbc_options(rho=rho, s_max=s_max)
+    s_h, s_w = as_size(input_size)
+    aspect = s_w / s_h
+    box = as_box(box)
+    hw = sizes_like(image_size_hw, box)
+    box = clip_box(box, hw)
+    height, width = hw[..., 0], hw[..., 1]
+    box_w = box[..., 2] - box[..., 0]
+    box_h = box[..., 3] - box[..., 1]
+    w_full = torch.maximum(width, aspect * height)
+    w = torch.minimum(torch.maximum(torch.maximum(box_w, aspect * box_h) / rho, w_full / s_max), w_full)
+    h = w / aspect
+    cx = 0.5 * (box[..., 0] + box[..., 2])
+    cy = 0.5 * (box[..., 1] + box[..., 3])
+    x0 = _place(cx - 0.5 * w, w, width)
+    y0 = _place(cy - 0.5 * h, h, height)
+    return torch.stack([x0, y0, x0 + w, y0 + h], dim=-1)
+
+
+def kbc_windows(
+    box: torch.Tensor,
+    image_size_hw: SizeLike,
+    input_size: int | Sequence[int],
+    tau: float = KBCConfig.tau,
+    rho: float = KBCConfig.rho,
+    s_max: float = KBCConfig.s_max,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Steps 2-3 together: the window each image is resampled from, and whether KBC triggered.
+
+    Args:
+        box: ``(4,)`` or ``(B, 4)`` the grown box (:func:`kbc_box`, :func:`grow_box`),
+            original pixels; NaN rows mean "no box".
+        image_size_hw: ``(2,)`` or ``(B, 2)`` original ``(H, W)``.
+        input_size, tau, rho, s_max: see :func:`kbc_trigger`, :func:`kbc_window`.
+
+    Returns:
+        ``windows`` ``(4,)`` / ``(B, 4)`` (the full image ``(0, 0, W, H)`` where KBC does
+        not trigger), and ``triggered`` ``()`` / ``(B,)`` bool.
+
+    >>> w, t = kbc_windows(torch.tensor([[10.0, 10.0, 38.0, 24.0], [0.0, 0.0, 150.0, 90.0]]),
+    ...                    torch.tensor([200.0, 200.0]), 64)
+    >>> w.tolist(), t.tolist()
+    ([[0.0, 0.0, 50.0, 50.0], [0.0, 0.0, 200.0, 200.0]], [True, False])
+    """
+    box = as_box(box)
+    hw = sizes_like(image_size_hw, box).expand(*box.shape[:-1], 2)
+    triggered = kbc_trigger(box, hw, tau)
+    zoomed = kbc_window(box, hw, input_size, rho, s_max)
+    full = full_windows(hw)
+    return torch.where(triggered[..., None], zoomed, full), triggered
+
+
+def kbc_windows_for_points(
+    points: torch.Tensor,
+    valid: torch.Tensor | None,
+    image_size_hw: SizeLike,
+    input_size: int | Sequence[int],
+    config: KBCConfig | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Steps 1-3 from keypoints: :func:`kbc_box` then :func:`kbc_windows` with ``config``'s options.
+
+    Shapes as in :func:`kbc_box` and :func:`kbc_windows` (``config.enabled`` is the
+    caller's business: this always applies steps 1-3).
+    """
+    config = config or KBCConfig()
+    box = kbc_box(points, valid, config.margin, config.min_margin)
+    return kbc_windows(box, image_size_hw, input_size, config.tau, config.rho, config.s_max)
+
+
+def kbc_train_windows(
+    src_kps: torch.Tensor,
+    trg_kps: torch.Tensor,
+    valid: torch.Tensor | None,
+    src_size: SizeLike,
+    trg_size: SizeLike,
+    input_size: int | Sequence[int],
+    config: KBCConfig | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training-time KBC: per pair, with probability ``config.train_p``, both images get the
+    KBC windows of their **ground-truth** keypoint boxes (steps 1-3, each image with its own
+    trigger), else both keep the full image.
+
+    Works on one item (``src_kps`` ``(N, 2)``, ``valid`` ``(N,)``, sizes ``(2,)`` ->
+    windows ``(4,)``) as a dataset's ``__getitem__`` needs, and on a batch (``(B, N, 2)``,
+    ``(B, N)``, ``(B, 2)`` -> ``(B, 4)``).
+
+    Args:
+        src_kps, trg_kps: keypoints in **original** pixels.
+        valid: keypoints present in both images (``None``: all).
+        src_size, trg_size: original ``(H, W)``.
+        input_size: network input ``(S_h, S_w)`` or an int.
+        config: KBC options (``train_p``, ``tau``, ``rho``, ...); ``train_p=0`` always gives
+            the full images (``enabled`` is about evaluation and plays no part here).
+        generator: CPU ``torch.Generator`` for the draw (``None``: torch's global RNG,
+            which DataLoader workers seed per worker).
+
+    Returns:
+        ``(src_window, trg_window)``, original pixels.
+    """
+    config = config or KBCConfig()
+    check_shape("trg_kps", trg_kps, tuple(src_kps.shape))
+    lead = tuple(src_kps.shape[:-2])
+    draw = torch.rand(lead, generator=generator).to(src_kps.device) < config.train_p
+    src_win, _ = kbc_windows_for_points(src_kps, valid, src_size, input_size, config)
+    trg_win, _ = kbc_windows_for_points(trg_kps, valid, trg_size, input_size, config)
+    src_full = full_windows(sizes_like(src_size, src_win).expand(*lead, 2))
+    trg_full = full_windows(sizes_like(trg_size, trg_win).expand(*lead, 2))
+    return torch.where(draw[..., None], src_win, src_full), torch.where(draw[..., None], trg_win, trg_full)
