@@ -72,7 +72,7 @@ class Instance:
     rim: tuple[float, float] | None
 
 
-def keypoints_in_frame(kps_px: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+def _keypoints_in_frame(kps_px: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
     """``(K,)`` bool: which keypoints ``(K, 2)`` (px) lie in an image of ``size_wh`` ``(W, H)``,
     i.e. in ``[0, W - 0.01) x [0, H - 0.01)`` (so that rounding to 2 decimals keeps them inside)."""
     w, h = size_wh
@@ -115,8 +115,8 @@ class View:
     photometric: Photometric
 
     def in_frame(self) -> np.ndarray:
-        """``(K,)`` bool: the keypoints inside the image (:func:`keypoints_in_frame`)."""
-        return keypoints_in_frame(self.kps_px, self.size_wh)
+        """``(K,)`` bool: the keypoints inside the image, ``[0, W - 0.01) x [0, H - 0.01)``."""
+        return _keypoints_in_frame(self.kps_px, self.size_wh)
 
 
 @dataclass(frozen=True, eq=False)
@@ -257,7 +257,7 @@ def _sample_background_box(rng: np.random.Generator, photo: str, size_wh: tuple[
     return (float(x0), float(y0), float(x0 + bw), float(y0 + bh))
 
 
-def plan_view(
+def _plan_view(
     rng: np.random.Generator,
     instance: Instance,
     rotation: np.ndarray,
@@ -281,7 +281,7 @@ def plan_view(
         return None
     window = (max(0, math.floor(olo[0]) - 2), max(0, math.floor(olo[1]) - 2),
               min(w, math.ceil(ohi[0]) + 2), min(h, math.ceil(ohi[1]) + 2))
-    in_frame = keypoints_in_frame(kps, (w, h))
+    in_frame = _keypoints_in_frame(kps, (w, h))
     occluder = None
     if rng.random() < _P_OCCLUDE and in_frame.any():
         occluder = sample_occluder(rng, occluders, kps[in_frame], float((ohi - olo).max()))
@@ -321,7 +321,7 @@ def _try_pair(rng: np.random.Generator, split: str, category: str) -> PairPlan |
     views = []
     for rotation, size, bg in zip(rotations, sizes, bgs, strict=True):
         occluders = [p for p in pools.occluders if p not in (photo, bg)]
-        view = plan_view(rng, instance, rotation, size, bg, occluders)
+        view = _plan_view(rng, instance, rotation, size, bg, occluders)
         if view is None:
             return None
         views.append(view)

@@ -74,7 +74,7 @@ def start_method() -> str:
     return "fork" if sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods() else "spawn"
 
 
-def make_chunks(spec: SyntheticSpec, out: Path, num_workers: int) -> list[Chunk]:
+def _make_chunks(spec: SyntheticSpec, out: Path, num_workers: int) -> list[Chunk]:
     """The set's pairs cut into chunks of at most 50 pairs, about 8 per worker, split by
     split in :data:`~.spec.SPLITS` order."""
     total = sum(spec.counts().values())
@@ -124,7 +124,7 @@ def write_all(out: Path, spec: SyntheticSpec, num_workers: int, progress: bool) 
     the tree, every pair (``num_workers`` processes, a tqdm bar when ``progress``), then
     ``Layout/large/<split>.txt`` in index order."""
     _make_tree(out)
-    results = _run_chunks(make_chunks(spec, out, num_workers), num_workers, progress)
+    results = _run_chunks(_make_chunks(spec, out, num_workers), num_workers, progress)
     for split in SPLITS:
         lines = [line for (s, _), part in sorted(results.items()) if s == split for line in part]
         (out / "Layout" / "large" / f"{split}.txt").write_text("".join(f"{line}\n" for line in lines))
