@@ -18,6 +18,14 @@ import pytest
 from PIL import Image
 
 from sosc.data import synthetic as syn
+from sosc.data.synthetic import generate as syn_generate
+from sosc.data.synthetic import write as syn_write
+from sosc.data.synthetic.photos import PHOTO_SOURCES, photo_pyramid
+from sosc.data.synthetic.plan import plan_pair
+from sosc.data.synthetic.render import render_object
+from sosc.data.synthetic.shapes import sample_sdf, template, template_sdf
+from sosc.data.synthetic.warps import ViewWarp, axis_angle, plane_homography, sample_field
+from sosc.data.synthetic.write import Chunk, run_chunk, start_method
 from sosc.errors import ConfigError, DatasetError
 
 PAIR_KEYS = {
@@ -74,8 +82,8 @@ class TestTemplates:
         names = syn.keypoint_names(category)
         assert 6 <= len(names) <= 20
         assert len(set(names)) == len(names)
-        tmpl = syn._template(category)
-        dist = syn._sample_sdf(syn._template_sdf(category), tmpl.kps.astype(np.float32))
+        tmpl = template(category)
+        dist = sample_sdf(template_sdf(category), tmpl.kps.astype(np.float32))
         assert dist.max() < 0.03, f"{category}: a keypoint lies outside the shape"
         assert (dist < -0.05).sum() >= 2, f"{category}: needs interior keypoints"
         assert (np.abs(dist) < 0.03).sum() >= 4, f"{category}: needs outline keypoints"
@@ -104,10 +112,10 @@ class TestDeterminism:
 
     def test_pool_tasks_are_spawn_safe(self, tmp_path: Path) -> None:
         """What a spawned worker receives must pickle by reference to module-level names."""
-        chunk = syn._Chunk(0, "trn", 0, 2, str(tmp_path))
+        chunk = Chunk(0, "trn", 0, 2, str(tmp_path))
         assert pickle.loads(pickle.dumps(chunk)) == chunk
-        assert pickle.loads(pickle.dumps(syn._run_chunk)) is syn._run_chunk
-        assert syn._start_method() in ("fork", "spawn")
+        assert pickle.loads(pickle.dumps(run_chunk)) is run_chunk
+        assert start_method() in ("fork", "spawn")
 
 
 class TestLayout:
@@ -277,8 +285,8 @@ class TestHeldOutPhotos:
                 assert src["background_photo"] != trg["background_photo"]
 
     def test_every_photo_loads_offline(self) -> None:
-        for name in sorted(syn._PHOTO_SOURCES):
-            level0 = syn._photo_pyramid(name)[0]
+        for name in sorted(PHOTO_SOURCES):
+            level0 = photo_pyramid(name)[0]
             assert level0.dtype == np.uint8 and level0.ndim == 3 and level0.shape[2] == 3, name
             assert min(level0.shape[:2]) >= 256, name
 
@@ -292,7 +300,7 @@ class TestCompletionMarker:
         def fail(*args, **kwargs):
             raise AssertionError("regenerated a complete set")
 
-        monkeypatch.setattr(syn, "_write_all", fail)
+        monkeypatch.setattr(syn_generate, "write_all", fail)
         assert _generate(tmp_path / "set", n_train=2, n_val=1, n_test=1) == root
         assert _files(root) == before
 
@@ -332,7 +340,7 @@ class TestCompletionMarker:
     def test_interrupted_run_leaves_nothing_that_looks_complete(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        write_pair = syn._write_pair
+        write_pair = syn_write.write_pair
         calls = []
 
         def crash_after_three(out: Path, seed: int, split: str, index: int) -> str:
@@ -341,12 +349,12 @@ class TestCompletionMarker:
                 raise KeyboardInterrupt
             return write_pair(out, seed, split, index)
 
-        monkeypatch.setattr(syn, "_write_pair", crash_after_three)
+        monkeypatch.setattr(syn_write, "write_pair", crash_after_three)
         with pytest.raises(KeyboardInterrupt):
             _generate(tmp_path / "set", n_train=6, n_val=0, n_test=0)
         assert list(tmp_path.iterdir()) == []
         assert not syn.is_complete(tmp_path / "set")
-        monkeypatch.setattr(syn, "_write_pair", write_pair)
+        monkeypatch.setattr(syn_write, "write_pair", write_pair)
         assert syn.is_complete(_generate(tmp_path / "set", n_train=6, n_val=0, n_test=0))
 
     def test_bad_parameters(self, tmp_path: Path) -> None:
@@ -357,15 +365,15 @@ class TestCompletionMarker:
         assert not (tmp_path / "x").exists()
 
 
-def _strong_warp(seed: int, scale: float, centre: tuple[float, float]) -> syn._ViewWarp:
+def _strong_warp(seed: int, scale: float, centre: tuple[float, float]) -> ViewWarp:
     """A view warp with 35 deg tilt, 25 deg in-plane rotation, aspect and both smooth fields."""
     rng = np.random.default_rng(seed)
     tilt_axis = rng.uniform(-np.pi, np.pi)
-    rotation = syn._axis_angle(np.array([0.0, 0.0, 1.0]), math.radians(25)) @ syn._axis_angle(
+    rotation = axis_angle(np.array([0.0, 0.0, 1.0]), math.radians(25)) @ axis_angle(
         np.array([math.cos(tilt_axis), math.sin(tilt_axis), 0.0]), math.radians(35)
     )
-    warp = syn._ViewWarp(
-        syn._plane_homography(rotation), 1.2, syn._sample_field(rng, 0.25, 0.06), syn._sample_field(rng, 0.12, 0.03)
+    warp = ViewWarp(
+        plane_homography(rotation), 1.2, sample_field(rng, 0.25, 0.06), sample_field(rng, 0.12, 0.03)
     )
     return warp.moved(scale, np.array(centre))
 
@@ -374,7 +382,7 @@ class TestWarpConsistency:
     @pytest.mark.parametrize("seed", [0, 1, 2])
     def test_forward_inverts_backward(self, seed: int) -> None:
         warp = _strong_warp(seed, 100.0, (160.0, 150.0))
-        u = syn._template("star").outline
+        u = template("star").outline
         p = warp.forward(u)
         np.testing.assert_allclose(warp.backward(p), u, atol=1e-8)
         # the float32 rendering path agrees with the float64 point path
@@ -384,13 +392,13 @@ class TestWarpConsistency:
     def test_rendered_marker_lands_on_the_moved_keypoint(self, seed: int, category: str) -> None:
         """Put a dot in the texture at a keypoint, render the object through the view warp,
         and find the dot where the forward map sends the keypoint."""
-        plan = syn._plan_pair(0, "trn", syn.CATEGORIES.index(category))
-        tmpl = syn._template(category)
+        plan = plan_pair(0, "trn", syn.CATEGORIES.index(category))
+        tmpl = template(category)
         warp = _strong_warp(seed, 110.0, (170.0, 160.0))
         view = dataclasses.replace(plan.views[0], warp=warp, window=(0, 0, 340, 320), size_wh=(340, 320), px_per_unit=110.0)
         tex_px_per_unit, side = 120.0, 400
         affine = np.array([[tex_px_per_unit, 0.0, side / 2], [0.0, tex_px_per_unit, side / 2]])
-        interior = np.flatnonzero(syn._sample_sdf(syn._template_sdf(category), tmpl.kps.astype(np.float32)) < -0.1)
+        interior = np.flatnonzero(sample_sdf(template_sdf(category), tmpl.kps.astype(np.float32)) < -0.1)
         assert len(interior) >= 1
         for k in interior:
             centre = affine[:, :2] @ tmpl.kps[k] + affine[:, 2]
@@ -398,7 +406,7 @@ class TestWarpConsistency:
             blob = np.exp(-((xs[None, :] - centre[0]) ** 2 + (xs[:, None] - centre[1]) ** 2) / (2 * 3.0**2))
             texture = np.repeat((blob * 255).round().astype(np.uint8)[..., None], 3, axis=2)
             instance = dataclasses.replace(plan.instance, tex_affine=affine, tex_scale=tex_px_per_unit, rim=None)
-            rgb, alpha = syn._render_object(view, instance, (texture,), syn._template_sdf(category))
+            rgb, alpha = render_object(view, instance, (texture,), template_sdf(category))
             weight = rgb[..., 0] * alpha
             weight = np.where(weight > 0.05 * weight.max(), weight, 0.0)
             ys, xs_ = np.mgrid[0 : weight.shape[0], 0 : weight.shape[1]] + 0.5
@@ -409,12 +417,12 @@ class TestWarpConsistency:
     def test_box_agrees_with_the_rendered_alpha(self) -> None:
         checked = 0
         for index in range(16):
-            plan = syn._plan_pair(4, "trn", index)
+            plan = plan_pair(4, "trn", index)
             for view in plan.views:
                 if view.truncated:
                     continue
-                _, alpha = syn._render_object(
-                    view, plan.instance, syn._photo_pyramid(plan.instance.texture_photo), syn._template_sdf(plan.category)
+                _, alpha = render_object(
+                    view, plan.instance, photo_pyramid(plan.instance.texture_photo), template_sdf(plan.category)
                 )
                 ys, xs = np.nonzero(alpha >= 0.5)
                 x0, y0 = view.window[:2]
@@ -426,9 +434,9 @@ class TestWarpConsistency:
 
     def test_annotated_keypoints_are_the_moved_template_keypoints(self, tiny: Path) -> None:
         for line, pair in _pairs(tiny, "val"):
-            plan = syn._plan_pair(0, "val", pair["pair_id"])
+            plan = plan_pair(0, "val", pair["pair_id"])
             for view, side in zip(plan.views, ("src", "trg"), strict=True):
                 ids = [int(k) for k in pair["kps_ids"]]
                 np.testing.assert_allclose(pair[f"{side}_kps"], view.kps_px[ids], atol=0.0051, err_msg=line)
                 u = view.warp.backward(np.array(pair[f"{side}_kps"], dtype=np.float64))
-                np.testing.assert_allclose(u, syn._template(plan.category).kps[ids], atol=1e-3)
+                np.testing.assert_allclose(u, template(plan.category).kps[ids], atol=1e-3)
