@@ -11,14 +11,13 @@ from torch.utils.data import DataLoader
 from sosc.data.augment import Photometric
 from sosc.data.dataset import (
     PairDataset,
-    SkipReport,
     WindowFn,
     collate_pairs,
     validate_records,
     warn_skips,
 )
 from sosc.data.download import ArchiveSpec, ensure_benchmark
-from sosc.data.records import PairRecord
+from sosc.data.records import PairRecord, SkipReport
 from sosc.kbc import KBCConfig, kbc_train_windows
 
 #: Lightning stage -> the splits it needs.

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -20,7 +19,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from sosc.data.images import image_size, read_image
-from sosc.data.records import PairRecord, pck_bound, size_class
+from sosc.data.records import PairRecord, SkipReport, pck_bound, size_class
 from sosc.errors import DatasetError
 from sosc.geometry import as_size, full_window, points_box, points_to_window, resample_window
 
@@ -31,59 +30,6 @@ WindowFn = Callable[
     [torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int], tuple[int, int], torch.Generator],
     tuple[torch.Tensor, torch.Tensor],
 ]
-
-
-@dataclass
-class SkipReport:
-    """What a reader or validator left out, and why (never silent).
-
-    ``pairs`` and ``keypoints`` count by reason; ``examples`` keeps, per reason, the first
-    few places (``file:line`` or pair id) so that the warning points at the data.
-    """
-
-    pairs: Counter = field(default_factory=Counter)
-    keypoints: Counter = field(default_factory=Counter)
-    examples: dict[str, list[str]] = field(default_factory=dict)
-
-    #: Places kept per reason.
-    max_examples = 3
-
-    def _example(self, reason: str, where: str) -> None:
-        if where:
-            kept = self.examples.setdefault(reason, [])
-            if len(kept) < self.max_examples:
-                kept.append(where)
-
-    def skip_pair(self, reason: str, where: str = "") -> None:
-        """Count one pair left out for ``reason`` (``where``: the file and line or pair id)."""
-        self.pairs[reason] += 1
-        self._example(reason, where)
-
-    def skip_keypoints(self, reason: str, count: int, where: str = "") -> None:
-        """Count ``count`` keypoints left out for ``reason``."""
-        if count:
-            self.keypoints[reason] += count
-            self._example(reason, where)
-
-    def merge(self, other: SkipReport) -> SkipReport:
-        out = SkipReport(self.pairs + other.pairs, self.keypoints + other.keypoints)
-        for source in (self.examples, other.examples):
-            for reason, places in source.items():
-                for where in places:
-                    out._example(reason, where)
-        return out
-
-    def __bool__(self) -> bool:
-        return bool(self.pairs) or bool(self.keypoints)
-
-    def _why(self, reason: str) -> str:
-        places = self.examples.get(reason)
-        return f"{reason}; e.g. {', '.join(places)}" if places else reason
-
-    def summary(self) -> str:
-        parts = [f"{n} pairs ({self._why(why)})" for why, n in self.pairs.items()]
-        parts += [f"{n} keypoints ({self._why(why)})" for why, n in self.keypoints.items()]
-        return ", ".join(parts) if parts else "nothing"
 
 
 def _mirror_points(kps: np.ndarray, width: int) -> np.ndarray:

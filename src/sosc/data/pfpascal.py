@@ -38,20 +38,19 @@ data module warns with the count of overlapping pairs between the splits it load
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import scipy.io
 
 from sosc.data.datamodule import PairDataModule
-from sosc.data.dataset import SkipReport
 from sosc.data.download import ArchiveSpec, manual_instructions
-from sosc.data.records import PairRecord
+from sosc.data.records import PairRecord, SkipReport
+from sosc.data.tables import cell_path, number_list, read_csv_rows
 from sosc.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -145,59 +144,6 @@ def find_split_file(base: Path, split: str) -> Path:
 
 
 # -- reading files --------------------------------------------------------------------------------
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def read_csv_rows(path: Path, first_numeric: int = 2) -> tuple[list[str] | None, list[tuple[int, list[str]]]]:
-    """Rows of a split file as ``(line number, cells)``, and its header if it has one.
-
-    The first non-empty row is a header when its cell ``first_numeric`` holds text that is
-    not a number (an empty cell is a missing value of a data row, not a header). Blank lines
-    are skipped; cells are stripped.
-    """
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError as err:
-        raise DatasetError(f"split file {path} is missing") from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise DatasetError(f"split file {path} cannot be read ({err}): is it a CSV text file?") from err
-    rows: list[tuple[int, list[str]]] = []
-    header: list[str] | None = None
-    try:
-        for lineno, cells in enumerate(csv.reader(text.splitlines()), start=1):
-            cells = [c.strip() for c in cells]
-            if not any(cells):
-                continue
-            if (
-                not rows
-                and header is None
-                and len(cells) > first_numeric
-                and cells[first_numeric]
-                and not _is_number(cells[first_numeric])
-            ):
-                header = cells
-                continue
-            rows.append((lineno, cells))
-    except csv.Error as err:
-        raise DatasetError(f"{path}: malformed CSV ({err})") from err
-    return header, rows
-
-
-def _float_list(cell: str, where: str, column: str) -> np.ndarray:
-    parts = [p.strip() for p in cell.split(";")]
-    if parts and parts[-1] == "":
-        parts = parts[:-1]
-    try:
-        return np.array([float(p) if p else math.nan for p in parts], dtype=np.float64)
-    except ValueError as err:
-        raise DatasetError(f"{where}: column {column} must be ';'-separated numbers, got {cell[:60]!r}") from err
-
-
 def read_pfpascal_mat(path: Path, where: str = "") -> tuple[np.ndarray, np.ndarray]:
     """One PF-PASCAL annotation: ``kps`` ``(N, 2)`` float ``(x, y)`` (NaN rows = missing) and
     ``bbox`` ``(4,)`` ``(x1, y1, x2, y2)``.
@@ -234,7 +180,7 @@ def read_pfpascal_mat(path: Path, where: str = "") -> tuple[np.ndarray, np.ndarr
 
 
 def _image(base: Path, cell: str, where: str) -> Path:
-    name = PurePosixPath(cell.replace("\\", "/")).name
+    name = cell_path(cell).name
     path = base / "JPEGImages" / name
     if not path.is_file():
         raise DatasetError(
@@ -293,7 +239,7 @@ def read_pfpascal_keys(root: Path, split: str) -> list[tuple[str, str]]:
     for lineno, cells in rows:
         if len(cells) < 3:
             raise DatasetError(f"{path}:{lineno}: expected source,target,class[,...], got {cells}")
-        out.append((PurePosixPath(cells[0].replace("\\", "/")).name, PurePosixPath(cells[1].replace("\\", "/")).name))
+        out.append((cell_path(cells[0]).name, cell_path(cells[1]).name))
     return out
 
 
@@ -330,7 +276,7 @@ def read_pfpascal(
         src_bbox = trg_bbox = np.full(4, np.nan)
 
         if "XA" in columns:
-            xa, ya, xb, yb = (_float_list(cells[columns[k]], where, k) for k in ("XA", "YA", "XB", "YB"))
+            xa, ya, xb, yb = (number_list(cells[columns[k]], where, k) for k in ("XA", "YA", "XB", "YB"))
             if not (len(xa) == len(ya) == len(xb) == len(yb)):
                 raise DatasetError(
                     f"{where}: XA, YA, XB, YB must list as many values each, got {len(xa)}, {len(ya)}, {len(xb)}, {len(yb)}"

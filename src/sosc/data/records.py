@@ -1,12 +1,14 @@
-"""Benchmark-independent description of one annotated pair, and the PCK bound rules.
+"""Benchmark-independent description of one annotated pair, the PCK bound rules, and the
+account of what a reader left out.
 
-Every benchmark reader turns its files into a list of :class:`PairRecord`; one dataset
-class (:class:`sosc.data.dataset.PairDataset`) turns records into network inputs.
+Every benchmark reader turns its files into a list of :class:`PairRecord` and a
+:class:`SkipReport`; one dataset class (:class:`sosc.data.dataset.PairDataset`) turns
+records into network inputs.
 """
 
 from __future__ import annotations
 
-import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,5 +110,54 @@ def size_class(box: np.ndarray, size_hw: tuple[int, int]) -> str:
     return SIZE_CLASSES[-1]
 
 
-def is_nan_box(box: np.ndarray) -> bool:
-    return not all(math.isfinite(float(v)) for v in box)
+@dataclass
+class SkipReport:
+    """What a reader or validator left out, and why (never silent).
+
+    ``pairs`` and ``keypoints`` count by reason; ``examples`` keeps, per reason, the first
+    few places (``file:line`` or pair id) so that the warning points at the data.
+    """
+
+    pairs: Counter = field(default_factory=Counter)
+    keypoints: Counter = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    #: Places kept per reason.
+    max_examples = 3
+
+    def _example(self, reason: str, where: str) -> None:
+        if where:
+            kept = self.examples.setdefault(reason, [])
+            if len(kept) < self.max_examples:
+                kept.append(where)
+
+    def skip_pair(self, reason: str, where: str = "") -> None:
+        """Count one pair left out for ``reason`` (``where``: the file and line or pair id)."""
+        self.pairs[reason] += 1
+        self._example(reason, where)
+
+    def skip_keypoints(self, reason: str, count: int, where: str = "") -> None:
+        """Count ``count`` keypoints left out for ``reason``."""
+        if count:
+            self.keypoints[reason] += count
+            self._example(reason, where)
+
+    def merge(self, other: SkipReport) -> SkipReport:
+        out = SkipReport(self.pairs + other.pairs, self.keypoints + other.keypoints)
+        for source in (self.examples, other.examples):
+            for reason, places in source.items():
+                for where in places:
+                    out._example(reason, where)
+        return out
+
+    def __bool__(self) -> bool:
+        return bool(self.pairs) or bool(self.keypoints)
+
+    def _why(self, reason: str) -> str:
+        places = self.examples.get(reason)
+        return f"{reason}; e.g. {', '.join(places)}" if places else reason
+
+    def summary(self) -> str:
+        parts = [f"{n} pairs ({self._why(why)})" for why, n in self.pairs.items()]
+        parts += [f"{n} keypoints ({self._why(why)})" for why, n in self.keypoints.items()]
+        return ", ".join(parts) if parts else "nothing"

@@ -30,10 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from sosc.data.datamodule import PairDataModule
-from sosc.data.dataset import SkipReport
 from sosc.data.download import ArchiveSpec, manual_instructions
 from sosc.data.images import image_size
-from sosc.data.records import DIFFICULTY_FLAGS, PairRecord
+from sosc.data.records import DIFFICULTY_FLAGS, PairRecord, SkipReport
 from sosc.errors import DatasetError
 
 SPAIR_CATEGORIES = (
