@@ -19,7 +19,15 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from sosc.data.images import image_size, read_image
-from sosc.data.records import PairRecord, SkipReport, pck_bound, size_class
+from sosc.data.records import (
+    BOX_OUTSIDE,
+    BoxOutsideImage,
+    PairRecord,
+    SkipReport,
+    fit_record_boxes,
+    pck_bound,
+    size_class,
+)
 from sosc.errors import DatasetError
 from sosc.geometry import as_size, full_window, points_box, points_to_window, resample_window
 
@@ -45,15 +53,26 @@ def _mirror_box(box: np.ndarray, width: int) -> np.ndarray:
 def validate_records(
     records: Sequence[PairRecord], *, strict: bool = True, tolerance: float = 2.0
 ) -> tuple[list[PairRecord], SkipReport]:
-    """Check every keypoint lies inside its image (within ``tolerance`` px).
+    """Check every object box and keypoint against its image (within ``tolerance`` px).
 
-    With ``strict=True`` the first offending keypoint raises :class:`DatasetError` naming
-    the annotation, the pair and the point; with ``strict=False`` offending keypoints are
-    dropped from both images (a pair left with none is dropped) and counted.
+    Boxes (:func:`sosc.data.records.fit_record_boxes`): one within ``tolerance`` px of its
+    image is clipped to it; one further outside raises, with ``strict=True``, a
+    :class:`DatasetError` naming the annotation, the box and the image size, and with
+    ``strict=False`` skips the pair (counted as ``object box outside the image``).
+    Keypoints: with ``strict=True`` the first offending keypoint raises :class:`DatasetError`
+    naming the annotation, the pair and the point; with ``strict=False`` offending keypoints
+    are dropped from both images (a pair left with none is dropped) and counted.
     """
     kept: list[PairRecord] = []
     report = SkipReport()
     for rec in records:
+        try:
+            rec = fit_record_boxes(rec, image_size(rec.src_path), image_size(rec.trg_path), tolerance)
+        except BoxOutsideImage:
+            if strict:
+                raise
+            report.skip_pair(BOX_OUTSIDE, rec.source or rec.pair_id)
+            continue
         ok = np.ones(rec.num_kps, dtype=bool)
         for side, path, kps in (("source", rec.src_path, rec.src_kps), ("target", rec.trg_path, rec.trg_kps)):
             h, w = image_size(path)

@@ -31,7 +31,9 @@ compared and a warning counts the pairs that differ by more than
 ``CSV_MAT_TOLERANCE`` pixels; the ``.mat`` boxes are attached either way. A test CSV
 without coordinate columns falls back to the ``.mat`` files.
 
-Coordinates are used as stored, ``(x, y)`` pixels. PCK threshold: ``max(H, W)`` of the
+Coordinates are used as stored, ``(x, y)`` pixels. The ``.mat`` boxes are checked against
+their images: up to :data:`~sosc.data.records.BOX_TOLERANCE` px outside is clipped, further
+is an error (or, with ``strict=False``, a skipped and counted pair). PCK threshold: ``max(H, W)`` of the
 target image (``img``). 95 of the 299 test pairs also appear in NCNet's train split: the
 data module warns with the count of overlapping pairs between the splits it loads.
 """
@@ -50,7 +52,8 @@ import scipy.io
 
 from sosc.data.datamodule import PairDataModule
 from sosc.data.download import ArchiveSpec, manual_instructions
-from sosc.data.records import PairRecord, SkipReport
+from sosc.data.images import image_size
+from sosc.data.records import BOX_OUTSIDE, BoxOutsideImage, PairRecord, SkipReport, fit_box_to_image
 from sosc.data.tables import cell_path, number_list, read_csv_rows
 from sosc.errors import DatasetError
 
@@ -389,6 +392,21 @@ def csv_mat_mismatch(
     return f"line {line} ({'different keypoint count' if math.isinf(diff) else f'{diff:.2f} px'})"
 
 
+def fit_pair_boxes(row: SplitRow, pair: PairAnnotation) -> PairAnnotation:
+    """The pair with its ``.mat`` boxes checked against their images: a box up to
+    :data:`~sosc.data.records.BOX_TOLERANCE` px outside is clipped to the image; NaN boxes
+    (no ``.mat`` read) stay NaN.
+
+    Raises:
+        BoxOutsideImage: a box further outside, naming the split file's line, the ``.mat``
+            file, the box and the image size.
+    """
+    boxes = []
+    for box, mat, image in ((pair.src_bbox, row.src_mat, row.src_path), (pair.trg_bbox, row.trg_mat, row.trg_path)):
+        boxes.append(fit_box_to_image(box, image_size(image), what=f"{row.where}: 'bbox' of {mat}", image=image))
+    return PairAnnotation(pair.src_kps, pair.trg_kps, boxes[0], boxes[1])
+
+
 def _record(row: SplitRow, pair: PairAnnotation) -> PairRecord:
     """The :class:`PairRecord` of a row and its annotation (PCK by the target image: ``img``)."""
     return PairRecord(
@@ -408,7 +426,7 @@ def _record(row: SplitRow, pair: PairAnnotation) -> PairRecord:
 
 
 def read_pfpascal(
-    root: Path, split: str, *, tolerance: float = CSV_MAT_TOLERANCE
+    root: Path, split: str, *, tolerance: float = CSV_MAT_TOLERANCE, strict: bool = True
 ) -> tuple[list[PairRecord], SkipReport]:
     """All pairs of a PF-PASCAL split (``train``, ``val``, ``test``), in either tree.
 
@@ -419,6 +437,11 @@ def read_pfpascal(
     :class:`SkipReport` with their line, never dropped silently; anything malformed raises
     :class:`DatasetError` naming the file and line. Test rows whose ``.mat`` keypoints
     differ by more than ``tolerance`` pixels are counted in one warning.
+
+    The ``.mat`` boxes are checked against their images (:func:`fit_pair_boxes`): a box
+    further outside than :data:`~sosc.data.records.BOX_TOLERANCE` px raises
+    :class:`BoxOutsideImage` with ``strict=True``; with ``strict=False`` the pair is skipped
+    and counted (reason :data:`~sosc.data.records.BOX_OUTSIDE`, with its line).
     """
     base = find_pfpascal_root(root)
     path = find_split_file(base, split)
@@ -434,6 +457,13 @@ def read_pfpascal(
                 mismatches.append(mismatch)
         else:
             pair = read_mat_pair(row)
+        try:
+            pair = fit_pair_boxes(row, pair)
+        except BoxOutsideImage:
+            if strict:
+                raise
+            report.skip_pair(BOX_OUTSIDE, row.where)
+            continue
         if len(pair.src_kps) == 0:
             report.skip_pair("no keypoint in common", row.where)
             continue
@@ -512,7 +542,7 @@ class PFPascalDataModule(PairDataModule):
         return split_files_help(self.root / PFPASCAL_FOLDERS[0], self.root)
 
     def read_split(self, split: str) -> tuple[list[PairRecord], SkipReport]:
-        return read_pfpascal(self.root, split)
+        return read_pfpascal(self.root, split, strict=self.strict)
 
     def check_overlaps(self, splits: dict[str, list[PairRecord]]) -> None:
         """Warn with the number of pairs a loaded split shares with another (same source and

@@ -9,10 +9,12 @@ records into network inputs.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+
+from sosc.errors import DatasetError
 
 #: PCK threshold kinds: ``bbox`` max side of the target object box (SPair-71k),
 #: ``img`` max side of the target image (PF-PASCAL), ``bbox-kp`` max extent of the
@@ -108,6 +110,113 @@ def size_class(box: np.ndarray, size_hw: tuple[int, int]) -> str:
         if rel < thr:
             return name
     return SIZE_CLASSES[-1]
+
+
+#: How far (pixels) an object box may exceed its image and still be accepted, clipped to
+#: the image: annotation tools round boxes outward, or count the last pixel as ``W`` or ``W + 1``.
+BOX_TOLERANCE = 2.0
+
+#: :class:`SkipReport` reason of a pair left out because an object box lies outside its image.
+BOX_OUTSIDE = "object box outside the image"
+
+
+class BoxOutsideImage(DatasetError):
+    """An object box exceeds its image by more than the tolerance (see :func:`fit_box`).
+
+    Readers raise it with ``strict=True``; with ``strict=False`` they skip the pair and count
+    it in their :class:`SkipReport` under :data:`BOX_OUTSIDE`.
+    """
+
+
+def fit_box(box: np.ndarray, size_hw: tuple[int, int], tolerance: float = BOX_TOLERANCE) -> np.ndarray | None:
+    """An object box checked against its image: clipped to it, or None when it lies further outside.
+
+    Conventions: ``box`` is ``(4,)`` ``(x1, y1, x2, y2)`` in pixels of the image, which spans
+    ``[0, W] x [0, H]`` (as keypoints do: ``x2 = W`` touches the right edge). A box whose
+    sides exceed that range by at most ``tolerance`` pixels is clipped to it; a box further
+    outside, one with a non-finite coordinate, or one with no area after clipping
+    (``x2 <= x1`` or ``y2 <= y1``) gives None. An all-NaN box means "unknown" (PF-WILLOW
+    has no boxes) and is returned as it is.
+
+    Args:
+        box: ``(4,)`` the box.
+        size_hw: the image ``(H, W)``.
+        tolerance: pixels a side may lie outside the image.
+
+    Returns:
+        ``(4,)`` float32, or None.
+
+    >>> fit_box(np.array([-1.0, 0, 207, 100]), (205, 206)).tolist()
+    [0.0, 0.0, 206.0, 100.0]
+    >>> fit_box(np.array([0.0, 0, 5000, 5000]), (205, 206)) is None
+    True
+    """
+    box = np.asarray(box, dtype=np.float64).reshape(-1)
+    if box.shape != (4,):
+        return None
+    if np.isnan(box).all():
+        return box.astype(np.float32)
+    if not np.isfinite(box).all():
+        return None
+    h, w = float(size_hw[0]), float(size_hw[1])
+    x1, y1, x2, y2 = box
+    if min(x1, y1) < -tolerance or x2 > w + tolerance or y2 > h + tolerance:
+        return None
+    out = np.array([max(x1, 0.0), max(y1, 0.0), min(x2, w), min(y2, h)])
+    if not (out[2] > out[0] and out[3] > out[1]):
+        return None
+    return out.astype(np.float32)
+
+
+def fit_box_to_image(
+    box: np.ndarray, size_hw: tuple[int, int], *, what: str, image: Path | str, tolerance: float = BOX_TOLERANCE
+) -> np.ndarray:
+    """:func:`fit_box`, raising :class:`BoxOutsideImage` instead of returning None.
+
+    Args:
+        box: ``(4,)`` ``(x1, y1, x2, y2)`` pixels of ``image``.
+        size_hw: ``image``'s ``(H, W)``.
+        what: the annotation file and key, for the message (``".../pair.json: trg_bndbox"``).
+        image: the image file, for the message.
+        tolerance: pixels a side may lie outside the image.
+
+    Raises:
+        BoxOutsideImage: naming ``what``, the box, the image and its size, and the fix.
+    """
+    fitted = fit_box(box, size_hw, tolerance)
+    if fitted is None:
+        h, w = size_hw
+        values = np.asarray(box, dtype=np.float64).reshape(-1).tolist()
+        raise BoxOutsideImage(
+            f"{what} {values} does not lie within image {image} of size W={w}, H={h} (boxes are "
+            f"[x1, y1, x2, y2] pixels of their image; up to {tolerance:g} px outside is clipped): the PCK "
+            "threshold and the size class would be computed from it. Fix the box in the annotation, or "
+            "pass strict=False (data.strict: false) to skip such pairs (they are counted and reported)"
+        )
+    return fitted
+
+
+def fit_record_boxes(
+    rec: PairRecord, src_hw: tuple[int, int], trg_hw: tuple[int, int], tolerance: float = BOX_TOLERANCE
+) -> PairRecord:
+    """``rec`` with both object boxes checked against their images (:func:`fit_box`): clipped
+    when within ``tolerance`` px, unchanged when unknown (all NaN).
+
+    Args:
+        rec: the pair; its boxes in original pixels of the unflipped images.
+        src_hw, trg_hw: ``(H, W)`` of ``rec.src_path`` and ``rec.trg_path``.
+        tolerance: pixels a side may lie outside its image.
+
+    Raises:
+        BoxOutsideImage: a box further outside, naming ``rec.source`` (or the pair id), the
+            side, the box and the image size.
+    """
+    where = rec.source or rec.pair_id
+    src_bbox = fit_box_to_image(rec.src_bbox, src_hw, what=f"{where}: source object box", image=rec.src_path,
+                                tolerance=tolerance)
+    trg_bbox = fit_box_to_image(rec.trg_bbox, trg_hw, what=f"{where}: target object box", image=rec.trg_path,
+                                tolerance=tolerance)
+    return replace(rec, src_bbox=src_bbox, trg_bbox=trg_bbox)
 
 
 @dataclass
