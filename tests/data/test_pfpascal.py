@@ -350,3 +350,22 @@ class TestMatBoxesAgainstTheImage:
         records, report = read_pfpascal(root, "train")
         assert not report
         assert records[0].trg_bbox.tolist() == [0, 0, w, h] and records[1].src_bbox.tolist() == [0, 0, w, h]
+
+
+class TestEmptySplits:
+    def test_header_only_csv_is_an_error_naming_the_file(self, pf_tree):
+        root, info = pf_tree
+        csv = info["base"] / "test_pairs.csv"
+        csv.write_text("source_image,target_image,class,XA,YA,XB,YB\n")
+        records, report = read_pfpascal(root, "test")
+        assert records == [] and report.split_file == csv
+        with pytest.raises(DatasetError) as err:
+            PFPascalDataModule(root, img_size=32, num_workers=0).setup("test")
+        msg = str(err.value)
+        assert f"PF-PASCAL test split has no pair: {csv} lists none" in msg and "NCNet" in msg
+
+    def test_empty_val_csv_stops_fit(self, pf_tree):
+        root, info = pf_tree
+        (info["base"] / "val_pairs.csv").write_text("")
+        with pytest.raises(DatasetError, match=r"PF-PASCAL val split has no pair: .*val_pairs\.csv lists none"):
+            PFPascalDataModule(root, img_size=32, num_workers=0).setup("fit")

@@ -234,3 +234,39 @@ class TestBoxesAgainstTheImage:
         _edit(path, src_bndbox=[0, 0, 10, 900])
         with pytest.raises(DatasetError, match=rf"{path.name}: src_bndbox \[0\.0, 0\.0, 10\.0, 900\.0\] does not lie within"):
             read_spair(root, "val")
+
+
+class TestEmptySplits:
+    """A split with no pair left is an error naming the split, its file and what was skipped
+    (reported: an empty layout file gave 0 pairs silently; a split whose every pair lacks
+    keypoints ran to exit 0 with no table)."""
+
+    def test_empty_layout_file(self, spair_tree):
+        root, _ = spair_tree
+        layout = root / "Layout" / "large" / "test.txt"
+        layout.write_text("")
+        records, report = read_spair(root, "test")
+        assert records == [] and report.split_file == layout
+        with pytest.raises(DatasetError) as err:
+            SPair71kDataModule(root, img_size=32, num_workers=0).setup("test")
+        msg = str(err.value)
+        assert f"SPair-71k test split has no pair: {layout} lists none" in msg and "published test split file" in msg
+
+    def test_every_pair_without_keypoints(self, spair_tree):
+        root, written = spair_tree
+        for i in range(len(written["val"])):
+            _edit(_pair_file(root, "val", i), src_kps=[], trg_kps=[])
+        layout = root / "Layout" / "large" / "val.txt"
+        dm = SPair71kDataModule(root, img_size=32, num_workers=0)
+        with pytest.raises(DatasetError) as err:
+            dm.setup("fit")  # train is fine; fit needs val too
+        msg = str(err.value)
+        assert f"SPair-71k val split has no pair: every pair listed in {layout} was left out" in msg
+        assert f"2 pairs (no keypoint in common; e.g. {layout}:1, {layout}:2)" in msg and "Fix the annotations" in msg
+
+    def test_predict_split_is_named(self, spair_tree):
+        root, _ = spair_tree
+        (root / "Layout" / "large" / "val.txt").write_text("\n\n")
+        dm = SPair71kDataModule(root, img_size=32, num_workers=0, predict_split="val")
+        with pytest.raises(DatasetError, match=r"SPair-71k val split has no pair: .*val\.txt lists none"):
+            dm.setup("predict")

@@ -441,12 +441,13 @@ def read_pfpascal(
     The ``.mat`` boxes are checked against their images (:func:`fit_pair_boxes`): a box
     further outside than :data:`~sosc.data.records.BOX_TOLERANCE` px raises
     :class:`BoxOutsideImage` with ``strict=True``; with ``strict=False`` the pair is skipped
-    and counted (reason :data:`~sosc.data.records.BOX_OUTSIDE`, with its line).
+    and counted (reason :data:`~sosc.data.records.BOX_OUTSIDE`, with its line). The
+    report's ``split_file`` is the CSV read.
     """
     base = find_pfpascal_root(root)
     path = find_split_file(base, split)
     header, rows = read_csv_rows(path)
-    report = SkipReport()
+    report = SkipReport(split_file=path)
     records: list[PairRecord] = []
     mismatches: list[str] = []
     for index, (line, cells) in enumerate(rows):

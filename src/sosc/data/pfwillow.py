@@ -135,7 +135,8 @@ def missing_keypoints(kps: np.ndarray) -> np.ndarray:
 
 
 def read_pfwillow(root: Path, split: str = "test") -> tuple[list[PairRecord], SkipReport]:
-    """The 900 PF-WILLOW test pairs (see the module docstring for the format).
+    """The 900 PF-WILLOW test pairs (see the module docstring for the format); the report's
+    ``split_file`` is the pair list read.
 
     Raises:
         ConfigError: for any split but ``test`` (train on PF-PASCAL instead).
@@ -151,7 +152,7 @@ def read_pfwillow(root: Path, split: str = "test") -> tuple[list[PairRecord], Sk
     path = find_pair_file(base)
     _, rows = read_csv_rows(path)
     width = 2 + 4 * PFWILLOW_NUM_KPS
-    report = SkipReport()
+    report = SkipReport(split_file=path)
     records: list[PairRecord] = []
     for index, (lineno, cells) in enumerate(rows):
         where = f"{path}:{lineno}"

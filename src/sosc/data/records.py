@@ -221,15 +221,28 @@ def fit_record_boxes(
 
 @dataclass
 class SkipReport:
-    """What a reader or validator left out, and why (never silent).
+    """What a reader or validator left out, and why (never silent), and which split file it read.
 
-    ``pairs`` and ``keypoints`` count by reason; ``examples`` keeps, per reason, the first
-    few places (``file:line`` or pair id) so that the warning points at the data.
+    Attributes:
+        pairs: pairs left out, counted by reason.
+        keypoints: keypoints left out (from pairs that were kept or not), by reason.
+        examples: per reason, the first :attr:`max_examples` places (``file:line``, an
+            annotation file or a pair id) so that the warning points at the data.
+        split_file: the file that lists the split's pairs (SPair-71k's layout file,
+            PF-PASCAL's and PF-WILLOW's CSV), so that an empty split can name it; None when
+            unknown.
+
+    >>> report = SkipReport()
+    >>> report.skip_pair("no keypoint in common", "test.txt:2")
+    >>> report.skip_keypoints("outside the image", 3, "a.json")
+    >>> report.summary()
+    '1 pairs (no keypoint in common; e.g. test.txt:2), 3 keypoints (outside the image; e.g. a.json)'
     """
 
     pairs: Counter = field(default_factory=Counter)
     keypoints: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
+    split_file: Path | None = None
 
     #: Places kept per reason.
     max_examples = 3
@@ -252,7 +265,12 @@ class SkipReport:
             self._example(reason, where)
 
     def merge(self, other: SkipReport) -> SkipReport:
-        out = SkipReport(self.pairs + other.pairs, self.keypoints + other.keypoints)
+        """A new report with both reports' counts added, their examples (up to
+        :attr:`max_examples` per reason, ``self``'s first) and ``self``'s split file (else ``other``'s)."""
+        out = SkipReport(
+            self.pairs + other.pairs, self.keypoints + other.keypoints,
+            split_file=self.split_file if self.split_file is not None else other.split_file,
+        )
         for source in (self.examples, other.examples):
             for reason, places in source.items():
                 for where in places:
@@ -267,6 +285,34 @@ class SkipReport:
         return f"{reason}; e.g. {', '.join(places)}" if places else reason
 
     def summary(self) -> str:
+        """``"<n> pairs (<reason>; e.g. <places>), <m> keypoints (...)"``, or ``"nothing"``."""
         parts = [f"{n} pairs ({self._why(why)})" for why, n in self.pairs.items()]
         parts += [f"{n} keypoints ({self._why(why)})" for why, n in self.keypoints.items()]
         return ", ".join(parts) if parts else "nothing"
+
+
+def empty_split_error(benchmark: str, split: str, report: SkipReport, hint: str = "") -> DatasetError:
+    """The error for a split with no pair left to train or evaluate on.
+
+    Names the benchmark and split, the split file (``report.split_file``), what was skipped
+    (``report.summary()``, or that the file lists no pair), and what to do; ``hint`` is
+    appended (where the benchmark's split files come from).
+
+    >>> print(empty_split_error("SPair-71k", "val", SkipReport(split_file=Path("Layout/large/val.txt"))))
+    SPair-71k val split has no pair: Layout/large/val.txt lists none. Put the benchmark's published val split file there (re-extracting the dataset's archive restores it); a split needs at least one pair.
+    """
+    source = str(report.split_file) if report.split_file is not None else f"the {split} split file"
+    if report.pairs:
+        what = f"every pair listed in {source} was left out: {report.summary()}"
+        todo = (
+            "Fix the annotations named there (or re-extract the dataset: a complete download has "
+            "usable pairs in every split); a split needs at least one pair with a keypoint in both images"
+        )
+    else:
+        what = f"{source} lists none"
+        todo = (
+            f"Put the benchmark's published {split} split file there (re-extracting the dataset's "
+            "archive restores it); a split needs at least one pair"
+        )
+    tail = f" {hint}" if hint else ""
+    return DatasetError(f"{benchmark} {split} split has no pair: {what}. {todo}.{tail}")

@@ -189,6 +189,8 @@ def read_spair(
     object box further than :data:`~sosc.data.records.BOX_TOLERANCE` px outside its image
     raises :class:`BoxOutsideImage` with ``strict=True``; with ``strict=False`` the pair is
     skipped and counted (reason :data:`~sosc.data.records.BOX_OUTSIDE`, with its file).
+    The report's ``split_file`` is the layout file; an empty one gives no record (the data
+    module turns a split with no pair into an error naming it).
     """
     if split not in SPAIR_SPLITS:
         raise DatasetError(f"unknown split {split!r}; SPair-71k has {list(SPAIR_SPLITS)}")
@@ -197,7 +199,7 @@ def read_spair(
     if not layout.is_file():
         raise DatasetError(f"split file {layout} is missing: re-extract SPair-71k (it ships Layout/large/)")
     records: list[PairRecord] = []
-    report = SkipReport()
+    report = SkipReport(split_file=layout)
     for lineno, line in enumerate(layout.read_text().splitlines(), start=1):
         line = line.strip()
         if not line:
