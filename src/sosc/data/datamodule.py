@@ -36,7 +36,8 @@ class PairDataModule(L.LightningDataModule):
         eval_batch_size: pairs per evaluation batch (default: ``batch_size``).
         num_workers: loader processes.
         augment: photometric augmentation of training images.
-        strict: raise on a keypoint outside its image (else drop it and report).
+        strict: raise on a keypoint or object box outside its image (else drop the keypoint,
+            or skip the pair, and report).
         max_pairs: use only the first ``max_pairs`` pairs of each split (quick runs).
         predict_split: the split ``sosc predict`` runs on.
         kbc_train: train-time KBC options (:class:`sosc.kbc.KBCConfig` fields: ``train_p``,

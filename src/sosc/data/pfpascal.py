@@ -184,6 +184,7 @@ def read_pfpascal_mat(path: Path, where: str = "") -> tuple[np.ndarray, np.ndarr
 
 
 def _image(base: Path, cell: str, where: str) -> Path:
+    """The image a path cell names, looked up by base name in ``base/JPEGImages/``."""
     name = cell_path(cell).name
     path = base / "JPEGImages" / name
     if not path.is_file():
@@ -195,6 +196,7 @@ def _image(base: Path, cell: str, where: str) -> Path:
 
 
 def _category(cell: str, where: str) -> int:
+    """The 0-based class index of a ``class`` cell (1-based in the file)."""
     try:
         value = float(cell)
     except ValueError:
@@ -207,6 +209,7 @@ def _category(cell: str, where: str) -> int:
 
 
 def _flip(cell: str, where: str) -> bool:
+    """A ``flip`` cell: ``0`` or ``1`` (``0.0``/``1.0`` accepted)."""
     if cell not in ("0", "1", "0.0", "1.0"):
         raise DatasetError(f"{where}: flip must be 0 or 1, got {cell!r}")
     return cell.startswith("1")

@@ -100,8 +100,17 @@ def pck_bound(kind: str, trg_bbox: np.ndarray, trg_size_hw: tuple[int, int], trg
 def size_class(box: np.ndarray, size_hw: tuple[int, int]) -> str:
     """``small``, ``medium`` or ``large`` from an object box relative to its image.
 
+    ``max(box_w, box_h) / max(H, W)`` against :data:`SIZE_THRESHOLDS` (below 0.25 small,
+    below 0.5 medium, else large); ``unknown`` when the box has a non-finite value (no box).
+
+    Args:
+        box: ``(4,)`` ``(x1, y1, x2, y2)`` pixels.
+        size_hw: the image ``(H, W)``.
+
     >>> size_class(np.array([0, 0, 40, 30.0]), (400, 300))
     'small'
+    >>> size_class(np.full(4, np.nan), (400, 300))
+    'unknown'
     """
     if not np.all(np.isfinite(box)):
         return "unknown"

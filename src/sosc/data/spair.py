@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -83,14 +84,16 @@ def find_spair_root(root: Path, missing_help: str | None = None) -> Path:
     )
 
 
-def _field(data: dict, key: str, path: Path):
+def _field(data: dict[str, Any], key: str, path: Path) -> Any:
+    """``data[key]`` of the pair file ``path``, or a :class:`DatasetError` naming the file and key."""
     try:
         return data[key]
     except KeyError as err:
         raise DatasetError(f"{path}: missing key {key!r}; the file is not an SPair-71k pair annotation") from err
 
 
-def _points(value, key: str, path: Path) -> np.ndarray:
+def _points(value: Any, key: str, path: Path) -> np.ndarray:
+    """A keypoint list ``[[x, y], ...]`` as ``(N, 2)`` float32, or a :class:`DatasetError` naming the file and key."""
     try:
         arr = np.asarray(value, dtype=np.float32).reshape(-1, 2)
     except (TypeError, ValueError) as err:
@@ -98,7 +101,7 @@ def _points(value, key: str, path: Path) -> np.ndarray:
     return arr
 
 
-def _check_imsize(imsize, path_img: Path, key: str, path: Path) -> tuple[int, int]:
+def _check_imsize(imsize: Any, path_img: Path, key: str, path: Path) -> tuple[int, int]:
     """Check ``*_imsize`` against the real image; returns the image's ``(H, W)``.
 
     SPair's ``*_imsize`` order is not documented: the files hold ``[W, H, 3]`` as far as we
