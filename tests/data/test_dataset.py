@@ -144,3 +144,40 @@ def test_size_class_rule():
     assert size_class(np.array([0, 0, 10, 10.0]), (200, 100)) == "small"
     assert size_class(np.array([0, 0, 60, 10.0]), (200, 100)) == "medium"
     assert size_class(np.array([0, 0, 10, 150.0]), (200, 100)) == "large"
+
+
+class TestValidateRecordsBoxes:
+    """validate_records, which every benchmark goes through, checks boxes as the readers do."""
+
+    def test_box_far_outside_raises_or_skips(self, spair_tree):
+        from dataclasses import replace
+
+        from sosc.data.images import image_size
+        from sosc.data.records import BOX_OUTSIDE
+
+        root, _ = spair_tree
+        records, _ = read_spair(root, "test")
+        h, w = image_size(records[1].trg_path)
+        bad = [records[0], replace(records[1], trg_bbox=np.array([0, 0, 5000, 5000], np.float32)), records[2]]
+        with pytest.raises(DatasetError) as err:
+            validate_records(bad)
+        msg = str(err.value)
+        assert f"{records[1].source}: target object box [0.0, 0.0, 5000.0, 5000.0]" in msg
+        assert f"W={w}, H={h}" in msg and "strict=False" in msg
+        kept, report = validate_records(bad, strict=False)
+        assert [r.pair_id for r in kept] == [records[0].pair_id, records[2].pair_id]
+        assert report.pairs[BOX_OUTSIDE] == 1 and records[1].source in report.summary()
+
+    def test_box_within_tolerance_is_clipped_unknown_box_kept(self, spair_tree):
+        from dataclasses import replace
+
+        from sosc.data.images import image_size
+
+        root, _ = spair_tree
+        rec = read_spair(root, "test")[0][0]
+        h, w = image_size(rec.src_path)
+        nan = np.full(4, np.nan, np.float32)
+        near = replace(rec, src_bbox=np.array([-2, -0.5, w + 2, h + 1], np.float32), trg_bbox=nan)
+        (kept,), report = validate_records([near])
+        assert not report
+        assert kept.src_bbox.tolist() == [0, 0, w, h] and np.isnan(kept.trg_bbox).all()

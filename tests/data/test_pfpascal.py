@@ -24,6 +24,7 @@ from sosc.data.pfpascal import (
     read_pfpascal,
     read_pfpascal_mat,
 )
+from sosc.data.records import BOX_OUTSIDE
 from sosc.errors import DatasetError
 from sosc.geometry import points_from_window
 
@@ -128,6 +129,8 @@ class TestThroughTheDataset:
         trg = info["test"][0]["trg"]
         path = info["base"] / "JPEGImages" / f"{trg}.jpg"
         Image.fromarray(np.zeros((70, 50, 3), np.uint8)).save(path)  # H=70, W=50; keypoints stay inside
+        mat = info["base"] / "Annotations" / "aeroplane" / f"{trg}.mat"  # its box must fit the new image too
+        scipy.io.savemat(mat, {"kps": info["images"][trg]["kps"], "bbox": np.array([[1, 2, 48, 69.0]])})
         records, _ = read_pfpascal(tmp_path, "test")
         assert PairDataset(records, 32)[0]["pck_bound"].item() == 70.0
 
@@ -316,3 +319,53 @@ def test_flip_is_read_by_position_when_the_header_does_not_name_it(tmp_path):
     lines[0] = "imageA,imageB,cls,flipped"
     split.write_text("\n".join(lines) + "\n")
     assert [r.flip for r in read_pfpascal(tmp_path, "train")[0]] == expected
+
+
+class TestMatBoxesAgainstTheImage:
+    """The .mat boxes are checked against their images: clipped within 2 px, else an error
+    naming the .mat file (strict) or a skipped, counted pair (strict=False)."""
+
+    def _set_bbox(self, info, name, bbox):
+        mat = info["base"] / "Annotations" / "aeroplane" / f"{name}.mat"
+        scipy.io.savemat(mat, {"kps": info["images"][name]["kps"], "bbox": np.array([bbox], dtype=np.float64)})
+        return mat
+
+    def test_box_far_outside(self, pf_tree):
+        root, info = pf_tree
+        h, w = info["images"]["2009_000001"]["size"]
+        mat = self._set_bbox(info, "2009_000001", [0, 0, 5000, 5000])
+        with pytest.raises(DatasetError) as err:
+            read_pfpascal(root, "train")
+        msg = str(err.value)
+        assert "train_pairs.csv:2: 'bbox' of" in msg and str(mat) in msg and "[0.0, 0.0, 5000.0, 5000.0]" in msg
+        assert f"W={w}, H={h}" in msg and "strict=False" in msg
+        records, report = read_pfpascal(root, "train", strict=False)
+        assert len(records) == len(info["train"]) - 2  # 2009_000001 is in train rows 1 and 2
+        assert report.pairs[BOX_OUTSIDE] == 2 and "train_pairs.csv:2" in report.summary()
+
+    def test_box_within_tolerance_is_clipped(self, pf_tree):
+        root, info = pf_tree
+        h, w = info["images"]["2009_000001"]["size"]
+        self._set_bbox(info, "2009_000001", [-1, 0, w + 1.5, h + 2])
+        records, report = read_pfpascal(root, "train")
+        assert not report
+        assert records[0].trg_bbox.tolist() == [0, 0, w, h] and records[1].src_bbox.tolist() == [0, 0, w, h]
+
+
+class TestEmptySplits:
+    def test_header_only_csv_is_an_error_naming_the_file(self, pf_tree):
+        root, info = pf_tree
+        csv = info["base"] / "test_pairs.csv"
+        csv.write_text("source_image,target_image,class,XA,YA,XB,YB\n")
+        records, report = read_pfpascal(root, "test")
+        assert records == [] and report.split_file == csv
+        with pytest.raises(DatasetError) as err:
+            PFPascalDataModule(root, input_size=32, num_workers=0).setup("test")
+        msg = str(err.value)
+        assert f"PF-PASCAL test split has no pair: {csv} lists none" in msg and "NCNet" in msg
+
+    def test_empty_val_csv_stops_fit(self, pf_tree):
+        root, info = pf_tree
+        (info["base"] / "val_pairs.csv").write_text("")
+        with pytest.raises(DatasetError, match=r"PF-PASCAL val split has no pair: .*val_pairs\.csv lists none"):
+            PFPascalDataModule(root, input_size=32, num_workers=0).setup("fit")

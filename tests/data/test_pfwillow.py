@@ -246,3 +246,21 @@ def test_a_first_pair_with_a_missing_coordinate_is_not_a_header(tmp_path):
     csv_path.write_text("\n".join(lines) + "\n")
     records, _ = read_pfwillow(tmp_path)
     assert len(records) == 3
+
+
+class TestEmptySplit:
+    def test_empty_csv_is_an_error_naming_the_file(self, tmp_path):
+        write_pfwillow_tree(tmp_path)
+        csv = tmp_path / "PF-dataset" / "test_pairs.csv"
+        csv.write_text("")
+        records, report = read_pfwillow(tmp_path)
+        assert records == [] and report.split_file == csv
+        with pytest.raises(DatasetError) as err:
+            PFWillowDataModule(tmp_path, input_size=32, num_workers=0).setup("test")
+        msg = str(err.value)
+        assert f"PF-WILLOW test split has no pair: {csv} lists none" in msg and "test_pairs_pf.csv" in msg
+
+    def test_every_pair_padded_is_an_error_with_the_summary(self, tmp_path):
+        write_pfwillow_tree(tmp_path, n_pairs=1, pad_last=10)
+        with pytest.raises(DatasetError, match=r"every pair listed in .*test_pairs\.csv was left out: 1 pairs \(no keypoint in common"):
+            PFWillowDataModule(tmp_path, input_size=32, num_workers=0).setup("test")

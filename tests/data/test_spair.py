@@ -11,7 +11,7 @@ import pytest
 from conftest import cli_test_args, write_spair_tree
 
 from sosc.data.dataset import PairDataset
-from sosc.data.records import DIFFICULTY_FLAGS
+from sosc.data.records import BOX_OUTSIDE, DIFFICULTY_FLAGS
 from sosc.data.spair import SPair71kDataModule, find_spair_root, read_spair
 from sosc.errors import DatasetError
 
@@ -175,3 +175,98 @@ class TestDataModule:
         assert isinstance(cli.datamodule, SPair71kDataModule)
         assert cli.datamodule.input_size == (512, 512) and cli.model.input_size is None
         assert np.isclose(cli.model.hparams.lr, 3e-4)
+
+
+def _target_206x205(root, split="test", i=0):
+    """Pair ``i``'s target image replaced by a 206 x 205 (W x H) one, its ``trg_imsize`` to match
+    (the fixture's keypoints and boxes lie within 160 px, so they stay inside); its pair file."""
+    from PIL import Image
+
+    from sosc.data.images import image_size
+
+    path = _pair_file(root, split, i)
+    data = json.loads(path.read_text())
+    Image.new("RGB", (206, 205), (90, 120, 150)).save(root / "JPEGImages" / data["category"] / data["trg_imname"])
+    image_size.cache_clear()
+    _edit(path, trg_imsize=[206, 205, 3])
+    return path
+
+
+class TestBoxesAgainstTheImage:
+    """The reported case: trg_bndbox [0, 0, 5000, 5000] on a 206 x 205 image made the PCK
+    threshold 5000 px (every prediction correct). Such a box is an error, or a skipped pair."""
+
+    def test_box_far_outside_raises_naming_file_box_size_and_fix(self, spair_tree):
+        root, _ = spair_tree
+        path = _target_206x205(root)
+        _edit(path, trg_bndbox=[0, 0, 5000, 5000])
+        with pytest.raises(DatasetError) as err:
+            read_spair(root, "test")
+        msg = str(err.value)
+        assert f"{path}: trg_bndbox [0.0, 0.0, 5000.0, 5000.0]" in msg
+        assert "W=206, H=205" in msg and "strict=False" in msg
+        with pytest.raises(DatasetError, match=rf"{path.name}: trg_bndbox"):
+            SPair71kDataModule(root, input_size=32, num_workers=0).setup("test")
+
+    def test_non_strict_skips_and_reports_the_pair(self, spair_tree):
+        root, written = spair_tree
+        path = _target_206x205(root)
+        _edit(path, trg_bndbox=[0, 0, 5000, 5000])
+        records, report = read_spair(root, "test", strict=False)
+        assert len(records) == len(written["test"]) - 1
+        assert report.pairs[BOX_OUTSIDE] == 1 and str(path) in report.summary()
+        dm = SPair71kDataModule(root, input_size=32, num_workers=0, strict=False)
+        with pytest.warns(UserWarning, match=r"SPair-71k test: skipped 1 pairs \(object box outside the image; e\.g\. "):
+            dm.setup("test")
+        assert len(dm.datasets["test"]) == len(written["test"]) - 1
+        assert path.stem not in {rec.pair_id for rec in dm.datasets["test"].records}
+
+    def test_box_within_tolerance_is_clipped_to_the_image(self, spair_tree):
+        root, _ = spair_tree
+        _edit(_target_206x205(root), trg_bndbox=[-1, 0, 207, 206])  # 1 px beyond on three sides
+        records, report = read_spair(root, "test")
+        assert not report and records[0].trg_bbox.tolist() == [0, 0, 206, 205]
+        assert PairDataset(records, 32)[0]["pck_bound"].item() == 206.0
+
+    def test_source_box_is_checked_too(self, spair_tree):
+        root, _ = spair_tree
+        path = _pair_file(root, "val")
+        _edit(path, src_bndbox=[0, 0, 10, 900])
+        with pytest.raises(DatasetError, match=rf"{path.name}: src_bndbox \[0\.0, 0\.0, 10\.0, 900\.0\] does not lie within"):
+            read_spair(root, "val")
+
+
+class TestEmptySplits:
+    """A split with no pair left is an error naming the split, its file and what was skipped
+    (reported: an empty layout file gave 0 pairs silently; a split whose every pair lacks
+    keypoints ran to exit 0 with no table)."""
+
+    def test_empty_layout_file(self, spair_tree):
+        root, _ = spair_tree
+        layout = root / "Layout" / "large" / "test.txt"
+        layout.write_text("")
+        records, report = read_spair(root, "test")
+        assert records == [] and report.split_file == layout
+        with pytest.raises(DatasetError) as err:
+            SPair71kDataModule(root, input_size=32, num_workers=0).setup("test")
+        msg = str(err.value)
+        assert f"SPair-71k test split has no pair: {layout} lists none" in msg and "published test split file" in msg
+
+    def test_every_pair_without_keypoints(self, spair_tree):
+        root, written = spair_tree
+        for i in range(len(written["val"])):
+            _edit(_pair_file(root, "val", i), src_kps=[], trg_kps=[])
+        layout = root / "Layout" / "large" / "val.txt"
+        dm = SPair71kDataModule(root, input_size=32, num_workers=0)
+        with pytest.raises(DatasetError) as err:
+            dm.setup("fit")  # train is fine; fit needs val too
+        msg = str(err.value)
+        assert f"SPair-71k val split has no pair: every pair listed in {layout} was left out" in msg
+        assert f"2 pairs (no keypoint in common; e.g. {layout}:1, {layout}:2)" in msg and "Fix the annotations" in msg
+
+    def test_predict_split_is_named(self, spair_tree):
+        root, _ = spair_tree
+        (root / "Layout" / "large" / "val.txt").write_text("\n\n")
+        dm = SPair71kDataModule(root, input_size=32, num_workers=0, predict_split="val")
+        with pytest.raises(DatasetError, match=r"SPair-71k val split has no pair: .*val\.txt lists none"):
+            dm.setup("predict")

@@ -1,11 +1,11 @@
 """Benchmarks as LightningDataModules, all producing :class:`sosc.types.PairItem` batches."""
 
 from sosc.data.datamodule import PairDataModule
-from sosc.data.dataset import PairDataset, SkipReport, collate_pairs
+from sosc.data.dataset import PairDataset, collate_pairs
 from sosc.data.download import ArchiveSpec, DownloadError, ensure_benchmark, extract, fetch
 from sosc.data.pfpascal import PFPASCAL_CATEGORIES, PFPascalDataModule, read_pfpascal
 from sosc.data.pfwillow import PFWILLOW_CATEGORIES, PFWillowDataModule, read_pfwillow
-from sosc.data.records import PairRecord, pck_bound, size_class
+from sosc.data.records import PairRecord, SkipReport, pck_bound, size_class
 from sosc.data.spair import SPAIR_CATEGORIES, SPair71kDataModule, read_spair
 from sosc.data.synthetic_module import SyntheticDataModule
 

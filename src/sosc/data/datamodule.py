@@ -11,14 +11,13 @@ from torch.utils.data import DataLoader
 from sosc.data.augment import Photometric
 from sosc.data.dataset import (
     PairDataset,
-    SkipReport,
     WindowFn,
     collate_pairs,
     validate_records,
     warn_skips,
 )
 from sosc.data.download import ArchiveSpec, ensure_benchmark
-from sosc.data.records import PairRecord
+from sosc.data.records import PairRecord, SkipReport, empty_split_error
 from sosc.geometry import as_size
 from sosc.kbc import KBCConfig, kbc_train_windows
 
@@ -39,7 +38,8 @@ class PairDataModule(L.LightningDataModule):
         eval_batch_size: pairs per evaluation batch (default: ``batch_size``).
         num_workers: loader processes.
         augment: photometric augmentation of training images.
-        strict: raise on a keypoint outside its image (else drop it and report).
+        strict: raise on a keypoint or object box outside its image (else drop the keypoint,
+            or skip the pair, and report).
         max_pairs: use only the first ``max_pairs`` pairs of each split (quick runs).
         predict_split: the split ``sosc predict`` runs on.
         kbc: the KBC options (:class:`sosc.kbc.KBCConfig`); with probability ``kbc.train_p`` a
@@ -99,7 +99,8 @@ class PairDataModule(L.LightningDataModule):
 
     # -- what a subclass provides ------------------------------------------------------
     def read_split(self, split: str) -> tuple[list[PairRecord], SkipReport]:
-        """Read ``split`` (``train``, ``val`` or ``test``) into records."""
+        """Read ``split`` (``train``, ``val`` or ``test``) into records, and a report of what was
+        left out whose ``split_file`` names the file read (an empty split's error names it)."""
         raise NotImplementedError
 
     def find_root(self, root: Path) -> Path:
@@ -138,10 +139,20 @@ class PairDataModule(L.LightningDataModule):
 
     # -- Lightning hooks -----------------------------------------------------------------
     def records(self, split: str) -> list[PairRecord]:
+        """The pairs of ``split`` (``predict``: :attr:`predict_split`), read, validated against
+        their images and cut to ``max_pairs``; what was left out is warned about and kept in
+        :attr:`skipped`.
+
+        Raises:
+            DatasetError: no pair is left (an empty split file, or every pair skipped), naming
+                the split, its file, what was skipped and what to do.
+        """
         name = self.predict_split if split == "predict" else split
         records, report = self.read_split(name)
         records, invalid = validate_records(records, strict=self.strict)
         report = report.merge(invalid)
+        if not records:
+            raise empty_split_error(self.name, name, report, self.extra_help())
         if self.max_pairs is not None:
             records = records[: self.max_pairs]
         self.skipped[split] = report

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -20,11 +19,21 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from sosc.data.images import image_size, read_image
-from sosc.data.records import PairRecord, pck_bound, size_class
+from sosc.data.records import (
+    BOX_OUTSIDE,
+    BOX_TOLERANCE,
+    BoxOutsideImage,
+    PairRecord,
+    SkipReport,
+    fit_record_boxes,
+    pck_bound,
+    size_class,
+)
 from sosc.errors import DatasetError
 from sosc.geometry import (
     as_size,
     full_window,
+    inside_image,
     mirror_box,
     mirror_points,
     points_box,
@@ -41,84 +50,38 @@ WindowFn = Callable[
 ]
 
 
-@dataclass
-class SkipReport:
-    """What a reader or validator left out, and why (never silent).
-
-    ``pairs`` and ``keypoints`` count by reason; ``examples`` keeps, per reason, the first
-    few places (``file:line`` or pair id) so that the warning points at the data.
-    """
-
-    pairs: Counter = field(default_factory=Counter)
-    keypoints: Counter = field(default_factory=Counter)
-    examples: dict[str, list[str]] = field(default_factory=dict)
-
-    #: Places kept per reason.
-    max_examples = 3
-
-    def _example(self, reason: str, where: str) -> None:
-        if where:
-            kept = self.examples.setdefault(reason, [])
-            if len(kept) < self.max_examples:
-                kept.append(where)
-
-    def skip_pair(self, reason: str, where: str = "") -> None:
-        """Count one pair left out for ``reason`` (``where``: the file and line or pair id)."""
-        self.pairs[reason] += 1
-        self._example(reason, where)
-
-    def skip_keypoints(self, reason: str, count: int, where: str = "") -> None:
-        """Count ``count`` keypoints left out for ``reason``."""
-        if count:
-            self.keypoints[reason] += count
-            self._example(reason, where)
-
-    def merge(self, other: SkipReport) -> SkipReport:
-        out = SkipReport(self.pairs + other.pairs, self.keypoints + other.keypoints)
-        for source in (self.examples, other.examples):
-            for reason, places in source.items():
-                for where in places:
-                    out._example(reason, where)
-        return out
-
-    def __bool__(self) -> bool:
-        return bool(self.pairs) or bool(self.keypoints)
-
-    def _why(self, reason: str) -> str:
-        places = self.examples.get(reason)
-        return f"{reason}; e.g. {', '.join(places)}" if places else reason
-
-    def summary(self) -> str:
-        parts = [f"{n} pairs ({self._why(why)})" for why, n in self.pairs.items()]
-        parts += [f"{n} keypoints ({self._why(why)})" for why, n in self.keypoints.items()]
-        return ", ".join(parts) if parts else "nothing"
-
-
 def _as_tensor(values: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
     """A float32 tensor of ``shape`` from a record's numpy array."""
     return torch.from_numpy(np.asarray(values, dtype=np.float32).reshape(shape).copy())
 
 
 def validate_records(
-    records: Sequence[PairRecord], *, strict: bool = True, tolerance: float = 2.0
+    records: Sequence[PairRecord], *, strict: bool = True, tolerance: float = BOX_TOLERANCE
 ) -> tuple[list[PairRecord], SkipReport]:
-    """Check every keypoint lies inside its image (within ``tolerance`` px).
+    """Check every object box and keypoint against its image (within ``tolerance`` px).
 
-    With ``strict=True`` the first offending keypoint raises :class:`DatasetError` naming
-    the annotation, the pair and the point; with ``strict=False`` offending keypoints are
-    dropped from both images (a pair left with none is dropped) and counted.
+    Boxes (:func:`sosc.data.records.fit_record_boxes`): one within ``tolerance`` px of its
+    image is clipped to it; one further outside raises, with ``strict=True``, a
+    :class:`DatasetError` naming the annotation, the box and the image size, and with
+    ``strict=False`` skips the pair (counted as ``object box outside the image``).
+    Keypoints: with ``strict=True`` the first offending keypoint raises :class:`DatasetError`
+    naming the annotation, the pair and the point; with ``strict=False`` offending keypoints
+    are dropped from both images (a pair left with none is dropped) and counted.
     """
     kept: list[PairRecord] = []
     report = SkipReport()
     for rec in records:
+        try:
+            rec = fit_record_boxes(rec, image_size(rec.src_path), image_size(rec.trg_path), tolerance)
+        except BoxOutsideImage:
+            if strict:
+                raise
+            report.skip_pair(BOX_OUTSIDE, rec.source or rec.pair_id)
+            continue
         ok = np.ones(rec.num_kps, dtype=bool)
         for side, path, kps in (("source", rec.src_path, rec.src_kps), ("target", rec.trg_path, rec.trg_kps)):
             h, w = image_size(path)
-            inside = (
-                (kps[:, 0] >= -tolerance) & (kps[:, 0] <= w + tolerance)
-                & (kps[:, 1] >= -tolerance) & (kps[:, 1] <= h + tolerance)
-                & np.isfinite(kps).all(axis=1)
-            )
+            inside = inside_image(torch.from_numpy(np.asarray(kps, dtype=np.float64)), (h, w), tolerance).numpy()
             if strict and not inside.all():
                 k = int(np.flatnonzero(~inside)[0])
                 raise DatasetError(

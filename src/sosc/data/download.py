@@ -265,46 +265,131 @@ def fetch(
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists():
-        problem = _verify(dest, url, dest, sha256, size)
-        if problem is None:
-            return dest
-        log.warning("%s; downloading it again", problem)
-        dest.unlink()
+    if _existing_is_good(dest, url, sha256, size):
+        return dest
     part = _part_path(dest)
-    restarted = False
-    attempt = 0
+    attempts = _Attempts(retries)
+    while True:
+        expected, resumed = _download_part(
+            url, part, dest, size, attempts, timeout=timeout, chunk_size=chunk_size, progress=progress
+        )
+        if _verify_part(part, url, dest, sha256, expected, resumed=resumed, attempts=attempts):
+            break
+    os.replace(part, dest)
+    return dest
+
+
+def _existing_is_good(dest: Path, url: str, sha256: str | None, size: int | None) -> bool:
+    """Whether a file already at ``dest`` passes the size and checksum checks (then it is kept
+    and nothing is downloaded); one that fails them is removed with a warning."""
+    if not dest.exists():
+        return False
+    problem = _verify(dest, url, dest, sha256, size)
+    if problem is None:
+        return True
+    log.warning("%s; downloading it again", problem)
+    dest.unlink()
+    return False
+
+
+@dataclass
+class _Attempts:
+    """Resume bookkeeping of one :func:`fetch`.
+
+    Attributes:
+        retries: failed attempts allowed (a broken stream and a short file both count).
+        failed: failed attempts so far; the count is kept across a restart from zero.
+        restarted: the download was already restarted from zero after a failed check
+            (it is restarted at most once).
+    """
+
+    retries: int
+    failed: int = 0
+    restarted: bool = False
+
+    def fail(self) -> bool:
+        """Count one failed attempt; True while another one is allowed."""
+        self.failed += 1
+        return self.failed <= self.retries
+
+    def backoff(self) -> float:
+        """Seconds to wait before the next attempt after a broken stream (0.2 s per failure, at most 2 s)."""
+        return min(0.2 * self.failed, 2.0)
+
+
+def _download_part(
+    url: str,
+    part: Path,
+    dest: Path,
+    size: int | None,
+    attempts: _Attempts,
+    *,
+    timeout: float,
+    chunk_size: int,
+    progress: bool,
+) -> tuple[int | None, bool]:
+    """Stream ``url`` into ``part`` until it holds the whole file, resuming after a broken
+    stream or a short file while ``attempts`` allows.
+
+    Returns:
+        ``(expected, resumed)``: the expected full size in bytes (``size``, else what the
+        server announced, else None), and whether the last attempt continued a non-empty
+        ``part`` (so that a checksum failure is worth one restart from zero).
+
+    Raises:
+        DownloadError: the URL cannot be opened, or the stream keeps breaking or stopping
+            short after ``attempts.retries`` resumed attempts (the ``.part`` file is kept
+            so that a rerun resumes it).
+    """
     while True:
         resumed = part.exists() and part.stat().st_size > 0
         try:
             total = _stream_once(url, part, timeout, chunk_size, progress)
         except DownloadError:
-            attempt += 1
-            if attempt > retries or not part.exists():
+            if not attempts.fail() or not part.exists():
                 raise
-            time.sleep(min(0.2 * attempt, 2.0))
+            time.sleep(attempts.backoff())
             continue
         got = part.stat().st_size
         expected = size if size is not None else total
-        if expected is not None and got < expected:
-            attempt += 1
-            if attempt > retries:
-                raise DownloadError(
-                    f"download of {url} to {dest} stopped at {got} of {expected} bytes after {retries} "
-                    f"resumed attempts; rerun to resume from {part}"
-                )
-            continue
-        problem = _verify(part, url, dest, sha256, expected)
-        if problem is None:
-            break
-        part.unlink()
-        if resumed and not restarted:
-            log.warning("%s after resuming; downloading again from the beginning", problem)
-            restarted = True
-            continue
-        raise DownloadError(f"{problem}; removed the bad download, check the URL or the expected checksum")
-    os.replace(part, dest)
-    return dest
+        if expected is None or got >= expected:
+            return expected, resumed
+        if not attempts.fail():
+            raise DownloadError(
+                f"download of {url} to {dest} stopped at {got} of {expected} bytes after {attempts.retries} "
+                f"resumed attempts; rerun to resume from {part}"
+            )
+
+
+def _verify_part(
+    part: Path,
+    url: str,
+    dest: Path,
+    sha256: str | None,
+    expected: int | None,
+    *,
+    resumed: bool,
+    attempts: _Attempts,
+) -> bool:
+    """Check a complete ``part`` against ``expected`` bytes and ``sha256``.
+
+    Returns True when it passes. A file that fails is removed; if it was resumed (its first
+    bytes may come from a different or damaged earlier download) and no restart happened
+    yet, False asks the caller to download it again from zero.
+
+    Raises:
+        DownloadError: the check failed on a fresh download (or after the one restart),
+            naming the file, the URL and both values.
+    """
+    problem = _verify(part, url, dest, sha256, expected)
+    if problem is None:
+        return True
+    part.unlink()
+    if resumed and not attempts.restarted:
+        log.warning("%s after resuming; downloading again from the beginning", problem)
+        attempts.restarted = True
+        return False
+    raise DownloadError(f"{problem}; removed the bad download, check the URL or the expected checksum")
 
 
 # -- extraction ----------------------------------------------------------------------------------

@@ -31,27 +31,30 @@ compared and a warning counts the pairs that differ by more than
 ``CSV_MAT_TOLERANCE`` pixels; the ``.mat`` boxes are attached either way. A test CSV
 without coordinate columns falls back to the ``.mat`` files.
 
-Coordinates are used as stored, ``(x, y)`` pixels. PCK threshold: ``max(H, W)`` of the
+Coordinates are used as stored, ``(x, y)`` pixels. The ``.mat`` boxes are checked against
+their images: up to :data:`~sosc.data.records.BOX_TOLERANCE` px outside is clipped, further
+is an error (or, with ``strict=False``, a skipped and counted pair). PCK threshold: ``max(H, W)`` of the
 target image (``img``). 95 of the 299 test pairs also appear in NCNet's train split: the
 data module warns with the count of overlapping pairs between the splits it loads.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import scipy.io
 
 from sosc.data.datamodule import PairDataModule
-from sosc.data.dataset import SkipReport
 from sosc.data.download import ArchiveSpec, manual_instructions
-from sosc.data.records import PairRecord
+from sosc.data.images import image_size
+from sosc.data.records import BOX_OUTSIDE, BoxOutsideImage, PairRecord, SkipReport, fit_box_to_image
+from sosc.data.tables import cell_path, number_list, read_csv_rows
 from sosc.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -145,59 +148,6 @@ def find_split_file(base: Path, split: str) -> Path:
 
 
 # -- reading files --------------------------------------------------------------------------------
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def read_csv_rows(path: Path, first_numeric: int = 2) -> tuple[list[str] | None, list[tuple[int, list[str]]]]:
-    """Rows of a split file as ``(line number, cells)``, and its header if it has one.
-
-    The first non-empty row is a header when its cell ``first_numeric`` holds text that is
-    not a number (an empty cell is a missing value of a data row, not a header). Blank lines
-    are skipped; cells are stripped.
-    """
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError as err:
-        raise DatasetError(f"split file {path} is missing") from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise DatasetError(f"split file {path} cannot be read ({err}): is it a CSV text file?") from err
-    rows: list[tuple[int, list[str]]] = []
-    header: list[str] | None = None
-    try:
-        for lineno, cells in enumerate(csv.reader(text.splitlines()), start=1):
-            cells = [c.strip() for c in cells]
-            if not any(cells):
-                continue
-            if (
-                not rows
-                and header is None
-                and len(cells) > first_numeric
-                and cells[first_numeric]
-                and not _is_number(cells[first_numeric])
-            ):
-                header = cells
-                continue
-            rows.append((lineno, cells))
-    except csv.Error as err:
-        raise DatasetError(f"{path}: malformed CSV ({err})") from err
-    return header, rows
-
-
-def _float_list(cell: str, where: str, column: str) -> np.ndarray:
-    parts = [p.strip() for p in cell.split(";")]
-    if parts and parts[-1] == "":
-        parts = parts[:-1]
-    try:
-        return np.array([float(p) if p else math.nan for p in parts], dtype=np.float64)
-    except ValueError as err:
-        raise DatasetError(f"{where}: column {column} must be ';'-separated numbers, got {cell[:60]!r}") from err
-
-
 def read_pfpascal_mat(path: Path, where: str = "") -> tuple[np.ndarray, np.ndarray]:
     """One PF-PASCAL annotation: ``kps`` ``(N, 2)`` float ``(x, y)`` (NaN rows = missing) and
     ``bbox`` ``(4,)`` ``(x1, y1, x2, y2)``.
@@ -234,7 +184,8 @@ def read_pfpascal_mat(path: Path, where: str = "") -> tuple[np.ndarray, np.ndarr
 
 
 def _image(base: Path, cell: str, where: str) -> Path:
-    name = PurePosixPath(cell.replace("\\", "/")).name
+    """The image a path cell names, looked up by base name in ``base/JPEGImages/``."""
+    name = cell_path(cell).name
     path = base / "JPEGImages" / name
     if not path.is_file():
         raise DatasetError(
@@ -245,6 +196,7 @@ def _image(base: Path, cell: str, where: str) -> Path:
 
 
 def _category(cell: str, where: str) -> int:
+    """The 0-based class index of a ``class`` cell (1-based in the file)."""
     try:
         value = float(cell)
     except ValueError:
@@ -257,6 +209,7 @@ def _category(cell: str, where: str) -> int:
 
 
 def _flip(cell: str, where: str) -> bool:
+    """A ``flip`` cell: ``0`` or ``1`` (``0.0``/``1.0`` accepted)."""
     if cell not in ("0", "1", "0.0", "1.0"):
         raise DatasetError(f"{where}: flip must be 0 or 1, got {cell!r}")
     return cell.startswith("1")
@@ -293,83 +246,232 @@ def read_pfpascal_keys(root: Path, split: str) -> list[tuple[str, str]]:
     for lineno, cells in rows:
         if len(cells) < 3:
             raise DatasetError(f"{path}:{lineno}: expected source,target,class[,...], got {cells}")
-        out.append((PurePosixPath(cells[0].replace("\\", "/")).name, PurePosixPath(cells[1].replace("\\", "/")).name))
+        out.append((cell_path(cells[0]).name, cell_path(cells[1]).name))
     return out
 
 
+@dataclass(frozen=True)
+class SplitRow:
+    """One row of a split file, checked and resolved to files (no annotation read yet).
+
+    Attributes:
+        index: 0-based position among the file's data rows (makes pair ids unique).
+        where: ``<split file>:<line>``, for messages and :attr:`PairRecord.source`.
+        line: 1-based line number in the split file.
+        cells: the row's stripped cells.
+        columns: positions of ``flip`` or of ``XA, YA, XB, YB`` (see :func:`_columns`).
+        src_path, trg_path: the images in ``JPEGImages/``.
+        category_id: 0-based index into :data:`PFPASCAL_CATEGORIES`.
+        flip: use both images mirrored horizontally.
+        src_mat, trg_mat: ``Annotations/<class>/<image stem>.mat`` (may not exist).
+    """
+
+    index: int
+    where: str
+    line: int
+    cells: list[str]
+    columns: dict[str, int]
+    src_path: Path
+    trg_path: Path
+    category_id: int
+    flip: bool
+    src_mat: Path
+    trg_mat: Path
+
+    @property
+    def has_coordinates(self) -> bool:
+        """Whether the row carries keypoints itself (``test_pairs.csv``'s ``XA, YA, XB, YB``)."""
+        return "XA" in self.columns
+
+
+@dataclass
+class PairAnnotation:
+    """The keypoints and boxes of one pair, in original pixels of the unflipped images.
+
+    Attributes:
+        src_kps, trg_kps: ``(K, 2)`` float64 ``(x, y)``: the keypoints present in both
+            images, in matching order (``K`` may be 0).
+        src_bbox, trg_bbox: ``(4,)`` ``(x1, y1, x2, y2)`` from the ``.mat`` files, NaN when
+            no ``.mat`` file was read.
+    """
+
+    src_kps: np.ndarray
+    trg_kps: np.ndarray
+    src_bbox: np.ndarray = field(default_factory=lambda: np.full(4, np.nan))
+    trg_bbox: np.ndarray = field(default_factory=lambda: np.full(4, np.nan))
+
+
+def parse_split_row(
+    base: Path, path: Path, header: list[str] | None, index: int, line: int, cells: list[str]
+) -> SplitRow:
+    """Check one row of the split file ``path`` and resolve its images, class, flip and
+    annotation files under the PF-PASCAL folder ``base``.
+
+    Raises:
+        DatasetError: too few columns, a missing image, a class outside 1..20, a flip other
+            than 0/1; the message names ``path:line``.
+    """
+    where = f"{path}:{line}"
+    if len(cells) < 3:
+        raise DatasetError(f"{where}: expected at least source,target,class; got {len(cells)} column(s): {cells}")
+    columns = _columns(header, len(cells))
+    if any(c >= len(cells) for c in columns.values()):
+        raise DatasetError(f"{where}: expected {max(columns.values()) + 1} columns, got {len(cells)}")
+    src_path, trg_path = _image(base, cells[0], where), _image(base, cells[1], where)
+    cid = _category(cells[2], where)
+    flip = _flip(cells[columns["flip"]], where) if "flip" in columns else False
+    ann = base / "Annotations" / PFPASCAL_CATEGORIES[cid]
+    return SplitRow(
+        index=index, where=where, line=line, cells=cells, columns=columns, src_path=src_path,
+        trg_path=trg_path, category_id=cid, flip=flip,
+        src_mat=ann / f"{src_path.stem}.mat", trg_mat=ann / f"{trg_path.stem}.mat",
+    )
+
+
+def read_mat_pair(row: SplitRow) -> PairAnnotation:
+    """A pair from its two ``.mat`` files (train and val rows, and test rows without
+    coordinates): the keypoints present in both, in ``kps`` order, and both boxes.
+
+    Raises:
+        DatasetError: a missing or malformed ``.mat`` file, or two files listing different
+            numbers of keypoints; the message names the split file's line and the files.
+    """
+    s_kps, src_bbox = read_pfpascal_mat(row.src_mat, row.where)
+    t_kps, trg_bbox = read_pfpascal_mat(row.trg_mat, row.where)
+    if len(s_kps) != len(t_kps):
+        raise DatasetError(
+            f"{row.where}: {row.src_mat} has {len(s_kps)} keypoint rows but {row.trg_mat} has {len(t_kps)}; "
+            "a pair's annotations must list the same keypoints"
+        )
+    both = np.isfinite(s_kps).all(1) & np.isfinite(t_kps).all(1)
+    return PairAnnotation(s_kps[both], t_kps[both], src_bbox, trg_bbox)
+
+
+def read_csv_pair(row: SplitRow, tolerance: float = CSV_MAT_TOLERANCE) -> tuple[PairAnnotation, str | None]:
+    """A test pair from the coordinates in its split-file row (``XA, YA, XB, YB``), which win.
+
+    When both ``.mat`` files exist their boxes are attached and their keypoints compared
+    with the row's (:func:`csv_mat_mismatch`); without them the boxes are NaN.
+
+    Returns:
+        The annotation (keypoints present in both images, from the CSV), and a note such as
+        ``"line 3 (5.00 px)"`` when the ``.mat`` keypoints differ by more than ``tolerance``
+        pixels (else None).
+
+    Raises:
+        DatasetError: a coordinate cell that is not ``;``-separated numbers, or coordinate
+            lists of different lengths; the message names ``file:line`` and the column.
+    """
+    where = row.where
+    xa, ya, xb, yb = (number_list(row.cells[row.columns[k]], where, k) for k in ("XA", "YA", "XB", "YB"))
+    if not (len(xa) == len(ya) == len(xb) == len(yb)):
+        raise DatasetError(
+            f"{where}: XA, YA, XB, YB must list as many values each, got {len(xa)}, {len(ya)}, {len(xb)}, {len(yb)}"
+        )
+    src_all, trg_all = np.stack([xa, ya], 1), np.stack([xb, yb], 1)
+    both = np.isfinite(src_all).all(1) & np.isfinite(trg_all).all(1)
+    pair = PairAnnotation(src_all[both], trg_all[both])
+    if not (row.src_mat.is_file() and row.trg_mat.is_file()):
+        return pair, None
+    s_kps, pair.src_bbox = read_pfpascal_mat(row.src_mat, where)
+    t_kps, pair.trg_bbox = read_pfpascal_mat(row.trg_mat, where)
+    return pair, csv_mat_mismatch(row.line, pair, s_kps, t_kps, tolerance)
+
+
+def csv_mat_mismatch(
+    line: int, pair: PairAnnotation, mat_src: np.ndarray, mat_trg: np.ndarray, tolerance: float = CSV_MAT_TOLERANCE
+) -> str | None:
+    """None when a test pair's split-file keypoints agree with its ``.mat`` keypoints
+    ``(N, 2)`` (NaN rows = missing) within ``tolerance`` pixels, else a note for the warning:
+    ``"line <line> (<difference> px)"`` or ``"line <line> (different keypoint count)"``.
+
+    >>> m = np.array([[1.0, 2.0], [5.0, 6.0]])
+    >>> csv_mat_mismatch(3, PairAnnotation(m + [5.0, 0.0], m), m, m)
+    'line 3 (5.00 px)'
+    """
+    diff = csv_mat_difference(pair.src_kps, pair.trg_kps, mat_src, mat_trg)
+    if diff <= tolerance:
+        return None
+    return f"line {line} ({'different keypoint count' if math.isinf(diff) else f'{diff:.2f} px'})"
+
+
+def fit_pair_boxes(row: SplitRow, pair: PairAnnotation) -> PairAnnotation:
+    """The pair with its ``.mat`` boxes checked against their images: a box up to
+    :data:`~sosc.data.records.BOX_TOLERANCE` px outside is clipped to the image; NaN boxes
+    (no ``.mat`` read) stay NaN.
+
+    Raises:
+        BoxOutsideImage: a box further outside, naming the split file's line, the ``.mat``
+            file, the box and the image size.
+    """
+    boxes = []
+    for box, mat, image in ((pair.src_bbox, row.src_mat, row.src_path), (pair.trg_bbox, row.trg_mat, row.trg_path)):
+        boxes.append(fit_box_to_image(box, image_size(image), what=f"{row.where}: 'bbox' of {mat}", image=image))
+    return PairAnnotation(pair.src_kps, pair.trg_kps, boxes[0], boxes[1])
+
+
+def _record(row: SplitRow, pair: PairAnnotation) -> PairRecord:
+    """The :class:`PairRecord` of a row and its annotation (PCK by the target image: ``img``)."""
+    return PairRecord(
+        pair_id=f"{row.index}-{row.src_path.stem}-{row.trg_path.stem}" + ("-flip" if row.flip else ""),
+        src_path=row.src_path,
+        trg_path=row.trg_path,
+        src_kps=pair.src_kps.astype(np.float32),
+        trg_kps=pair.trg_kps.astype(np.float32),
+        category=PFPASCAL_CATEGORIES[row.category_id],
+        category_id=row.category_id,
+        bound="img",
+        src_bbox=np.asarray(pair.src_bbox, dtype=np.float32),
+        trg_bbox=np.asarray(pair.trg_bbox, dtype=np.float32),
+        flip=row.flip,
+        source=row.where,
+    )
+
+
 def read_pfpascal(
-    root: Path, split: str, *, tolerance: float = CSV_MAT_TOLERANCE
+    root: Path, split: str, *, tolerance: float = CSV_MAT_TOLERANCE, strict: bool = True
 ) -> tuple[list[PairRecord], SkipReport]:
     """All pairs of a PF-PASCAL split (``train``, ``val``, ``test``), in either tree.
 
-    See the module docstring for the file formats and which annotation wins. Pairs with no
-    keypoint present in both images are counted in the :class:`SkipReport` with their line,
-    never dropped silently; anything malformed raises :class:`DatasetError` naming the file
-    and line.
+    Each row is checked and resolved (:func:`parse_split_row`), then annotated from the
+    ``.mat`` files (:func:`read_mat_pair`) or, in a test file with coordinates, from the row
+    itself (:func:`read_csv_pair`); see the module docstring for the formats and which
+    annotation wins. Pairs with no keypoint present in both images are counted in the
+    :class:`SkipReport` with their line, never dropped silently; anything malformed raises
+    :class:`DatasetError` naming the file and line. Test rows whose ``.mat`` keypoints
+    differ by more than ``tolerance`` pixels are counted in one warning.
+
+    The ``.mat`` boxes are checked against their images (:func:`fit_pair_boxes`): a box
+    further outside than :data:`~sosc.data.records.BOX_TOLERANCE` px raises
+    :class:`BoxOutsideImage` with ``strict=True``; with ``strict=False`` the pair is skipped
+    and counted (reason :data:`~sosc.data.records.BOX_OUTSIDE`, with its line). The
+    report's ``split_file`` is the CSV read.
     """
     base = find_pfpascal_root(root)
     path = find_split_file(base, split)
     header, rows = read_csv_rows(path)
-    report = SkipReport()
+    report = SkipReport(split_file=path)
     records: list[PairRecord] = []
     mismatches: list[str] = []
-    for index, (lineno, cells) in enumerate(rows):
-        where = f"{path}:{lineno}"
-        if len(cells) < 3:
-            raise DatasetError(f"{where}: expected at least source,target,class; got {len(cells)} column(s): {cells}")
-        columns = _columns(header, len(cells))
-        if any(c >= len(cells) for c in columns.values()):
-            raise DatasetError(f"{where}: expected {max(columns.values()) + 1} columns, got {len(cells)}")
-        src_path, trg_path = _image(base, cells[0], where), _image(base, cells[1], where)
-        cid = _category(cells[2], where)
-        category = PFPASCAL_CATEGORIES[cid]
-        flip = _flip(cells[columns["flip"]], where) if "flip" in columns else False
-        ann = base / "Annotations" / category
-        src_mat, trg_mat = ann / f"{src_path.stem}.mat", ann / f"{trg_path.stem}.mat"
-        have_mat = src_mat.is_file() and trg_mat.is_file()
-        src_bbox = trg_bbox = np.full(4, np.nan)
-
-        if "XA" in columns:
-            xa, ya, xb, yb = (_float_list(cells[columns[k]], where, k) for k in ("XA", "YA", "XB", "YB"))
-            if not (len(xa) == len(ya) == len(xb) == len(yb)):
-                raise DatasetError(
-                    f"{where}: XA, YA, XB, YB must list as many values each, got {len(xa)}, {len(ya)}, {len(xb)}, {len(yb)}"
-                )
-            src_all, trg_all = np.stack([xa, ya], 1), np.stack([xb, yb], 1)
-            both = np.isfinite(src_all).all(1) & np.isfinite(trg_all).all(1)
-            src_kps, trg_kps = src_all[both], trg_all[both]
-            if have_mat:
-                (s_kps, src_bbox), (t_kps, trg_bbox) = read_pfpascal_mat(src_mat, where), read_pfpascal_mat(trg_mat, where)
-                diff = csv_mat_difference(src_kps, trg_kps, s_kps, t_kps)
-                if not diff <= tolerance:
-                    mismatches.append(f"line {lineno} ({'different keypoint count' if math.isinf(diff) else f'{diff:.2f} px'})")
+    for index, (line, cells) in enumerate(rows):
+        row = parse_split_row(base, path, header, index, line, cells)
+        if row.has_coordinates:
+            pair, mismatch = read_csv_pair(row, tolerance)
+            if mismatch is not None:
+                mismatches.append(mismatch)
         else:
-            (s_kps, src_bbox), (t_kps, trg_bbox) = read_pfpascal_mat(src_mat, where), read_pfpascal_mat(trg_mat, where)
-            if len(s_kps) != len(t_kps):
-                raise DatasetError(
-                    f"{where}: {src_mat} has {len(s_kps)} keypoint rows but {trg_mat} has {len(t_kps)}; "
-                    "a pair's annotations must list the same keypoints"
-                )
-            both = np.isfinite(s_kps).all(1) & np.isfinite(t_kps).all(1)
-            src_kps, trg_kps = s_kps[both], t_kps[both]
-
-        if len(src_kps) == 0:
-            report.skip_pair("no keypoint in common", where)
+            pair = read_mat_pair(row)
+        try:
+            pair = fit_pair_boxes(row, pair)
+        except BoxOutsideImage:
+            if strict:
+                raise
+            report.skip_pair(BOX_OUTSIDE, row.where)
             continue
-        records.append(PairRecord(
-            pair_id=f"{index}-{src_path.stem}-{trg_path.stem}" + ("-flip" if flip else ""),
-            src_path=src_path,
-            trg_path=trg_path,
-            src_kps=src_kps.astype(np.float32),
-            trg_kps=trg_kps.astype(np.float32),
-            category=category,
-            category_id=cid,
-            bound="img",
-            src_bbox=np.asarray(src_bbox, dtype=np.float32),
-            trg_bbox=np.asarray(trg_bbox, dtype=np.float32),
-            flip=flip,
-            source=where,
-        ))
+        if len(pair.src_kps) == 0:
+            report.skip_pair("no keypoint in common", row.where)
+            continue
+        records.append(_record(row, pair))
     if mismatches:
         warnings.warn(
             f"PF-PASCAL {split}: {len(mismatches)} of {len(rows)} pairs in {path} have keypoints that differ "
@@ -444,7 +546,7 @@ class PFPascalDataModule(PairDataModule):
         return split_files_help(self.root / PFPASCAL_FOLDERS[0], self.root)
 
     def read_split(self, split: str) -> tuple[list[PairRecord], SkipReport]:
-        return read_pfpascal(self.root, split)
+        return read_pfpascal(self.root, split, strict=self.strict)
 
     def check_overlaps(self, splits: dict[str, list[PairRecord]]) -> None:
         """Warn with the number of pairs a loaded split shares with another (same source and

@@ -32,18 +32,16 @@ There is no train or val split: the field evaluates the PF-PASCAL-trained model 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 from torch.utils.data import DataLoader
 
 from sosc.data.datamodule import PairDataModule
-from sosc.data.dataset import SkipReport
 from sosc.data.download import ArchiveSpec, manual_instructions
-from sosc.data.pfpascal import read_csv_rows
-from sosc.data.records import PairRecord
+from sosc.data.records import PairRecord, SkipReport
+from sosc.data.tables import cell_path, number_cells, read_csv_rows
 from sosc.errors import ConfigError, DatasetError
 
 #: The 10 sub-classes (object class and variation), as PF-dataset.zip names its folders.
@@ -113,7 +111,7 @@ def find_pair_file(base: Path) -> Path:
 
 def _image(base: Path, cell: str, where: str) -> tuple[Path, str]:
     """The image file a CSV path names, and its sub-class."""
-    parts = PurePosixPath(cell.replace("\\", "/")).parts
+    parts = cell_path(cell).parts
     if len(parts) >= 2 and parts[0] not in PFWILLOW_CATEGORIES:
         parts = parts[1:]
     if len(parts) < 2 or parts[0] not in PFWILLOW_CATEGORIES:
@@ -127,16 +125,6 @@ def _image(base: Path, cell: str, where: str) -> tuple[Path, str]:
     return path, parts[0]
 
 
-def _coords(cells: Sequence[str], where: str) -> np.ndarray:
-    values = []
-    for i, cell in enumerate(cells):
-        try:
-            values.append(float(cell) if cell else math.nan)
-        except ValueError as err:
-            raise DatasetError(f"{where}: column {i + 3} must be a number, got {cell!r}") from err
-    return np.asarray(values, dtype=np.float64)
-
-
 def missing_keypoints(kps: np.ndarray) -> np.ndarray:
     """``(N,)`` True where a keypoint ``(N, 2)`` is missing: a NaN coordinate, or both negative.
 
@@ -147,7 +135,8 @@ def missing_keypoints(kps: np.ndarray) -> np.ndarray:
 
 
 def read_pfwillow(root: Path, split: str = "test") -> tuple[list[PairRecord], SkipReport]:
-    """The 900 PF-WILLOW test pairs (see the module docstring for the format).
+    """The 900 PF-WILLOW test pairs (see the module docstring for the format); the report's
+    ``split_file`` is the pair list read.
 
     Raises:
         ConfigError: for any split but ``test`` (train on PF-PASCAL instead).
@@ -163,7 +152,7 @@ def read_pfwillow(root: Path, split: str = "test") -> tuple[list[PairRecord], Sk
     path = find_pair_file(base)
     _, rows = read_csv_rows(path)
     width = 2 + 4 * PFWILLOW_NUM_KPS
-    report = SkipReport()
+    report = SkipReport(split_file=path)
     records: list[PairRecord] = []
     for index, (lineno, cells) in enumerate(rows):
         where = f"{path}:{lineno}"
@@ -177,7 +166,7 @@ def read_pfwillow(root: Path, split: str = "test") -> tuple[list[PairRecord], Sk
         if trg_category != category:
             raise DatasetError(f"{where}: source is in {category} but target in {trg_category}")
         n = PFWILLOW_NUM_KPS
-        values = _coords(cells[2:], where)
+        values = number_cells(cells[2:], where, first_column=3)
         src = np.stack([values[0:n], values[n : 2 * n]], 1)
         trg = np.stack([values[2 * n : 3 * n], values[3 * n : 4 * n]], 1)
         keep = ~(missing_keypoints(src) | missing_keypoints(trg))

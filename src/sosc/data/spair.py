@@ -15,7 +15,9 @@ synthetic benchmark is written in this same layout and read by this same reader.
 Conventions: keypoints and boxes in original pixels, ``(x, y)`` and ``(x1, y1, x2, y2)``
 as in the JSON; ``src_imsize``/``trg_imsize`` are checked against the real image, accepting
 either ``[W, H, C]`` (what the annotation files hold as far as we know) or ``[H, W, C]``
-(the order is not documented), and failing loudly when they match neither. The four
+(the order is not documented), and failing loudly when they match neither. Boxes are
+checked against their image: up to :data:`~sosc.data.records.BOX_TOLERANCE` px outside is
+clipped, further is an error (or, with ``strict=False``, a skipped and counted pair). The four
 difficulty flags (``viewpoint_variation``, ``scale_variation``, ``truncation``,
 ``occlusion``) are copied as integers onto each item. PCK threshold: ``max(w, h)`` of the
 target object box.
@@ -26,14 +28,21 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from sosc.data.datamodule import PairDataModule
-from sosc.data.dataset import SkipReport
 from sosc.data.download import ArchiveSpec, manual_instructions
 from sosc.data.images import image_size
-from sosc.data.records import DIFFICULTY_FLAGS, PairRecord
+from sosc.data.records import (
+    BOX_OUTSIDE,
+    DIFFICULTY_FLAGS,
+    BoxOutsideImage,
+    PairRecord,
+    SkipReport,
+    fit_box_to_image,
+)
 from sosc.errors import DatasetError
 
 SPAIR_CATEGORIES = (
@@ -75,14 +84,16 @@ def find_spair_root(root: Path, missing_help: str | None = None) -> Path:
     )
 
 
-def _field(data: dict, key: str, path: Path):
+def _field(data: dict[str, Any], key: str, path: Path) -> Any:
+    """``data[key]`` of the pair file ``path``, or a :class:`DatasetError` naming the file and key."""
     try:
         return data[key]
     except KeyError as err:
         raise DatasetError(f"{path}: missing key {key!r}; the file is not an SPair-71k pair annotation") from err
 
 
-def _points(value, key: str, path: Path) -> np.ndarray:
+def _points(value: Any, key: str, path: Path) -> np.ndarray:
+    """A keypoint list ``[[x, y], ...]`` as ``(N, 2)`` float32, or a :class:`DatasetError` naming the file and key."""
     try:
         arr = np.asarray(value, dtype=np.float32).reshape(-1, 2)
     except (TypeError, ValueError) as err:
@@ -90,8 +101,8 @@ def _points(value, key: str, path: Path) -> np.ndarray:
     return arr
 
 
-def _check_imsize(imsize, path_img: Path, key: str, path: Path) -> None:
-    """Check ``*_imsize`` against the real image.
+def _check_imsize(imsize: Any, path_img: Path, key: str, path: Path) -> tuple[int, int]:
+    """Check ``*_imsize`` against the real image; returns the image's ``(H, W)``.
 
     SPair's ``*_imsize`` order is not documented: the files hold ``[W, H, 3]`` as far as we
     know; ``[H, W, 3]`` is accepted too. Neither matching the image raises.
@@ -109,10 +120,21 @@ def _check_imsize(imsize, path_img: Path, key: str, path: Path) -> None:
             f"{path}: {key}={list(imsize)} does not match image {path_img} of size W={w}, H={h}; "
             "the annotation and the image disagree: re-extract the dataset"
         )
+    return h, w
 
 
 def read_spair_pair(path: Path, images: Path, categories: Sequence[str], pair_id: str) -> PairRecord:
-    """Read one SPair-71k pair JSON into a :class:`PairRecord`."""
+    """Read one SPair-71k pair JSON into a :class:`PairRecord`.
+
+    Both ``*_imsize`` are checked against the real images, and both boxes against them: a
+    box up to :data:`~sosc.data.records.BOX_TOLERANCE` px outside its image is clipped to it.
+
+    Raises:
+        BoxOutsideImage: a box further outside its image (a :class:`DatasetError` naming the
+            file, the key, the box and the image size).
+        DatasetError: a missing file or key, malformed JSON, a category not in
+            ``categories``, a size or box that does not fit the image; naming the file.
+    """
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError as err:
@@ -130,14 +152,14 @@ def read_spair_pair(path: Path, images: Path, categories: Sequence[str], pair_id
         raise DatasetError(f"{path}: {len(src_kps)} source but {len(trg_kps)} target keypoints")
     src_path = images / category / _field(data, "src_imname", path)
     trg_path = images / category / _field(data, "trg_imname", path)
-    _check_imsize(_field(data, "src_imsize", path), src_path, "src_imsize", path)
-    _check_imsize(_field(data, "trg_imsize", path), trg_path, "trg_imsize", path)
+    src_hw = _check_imsize(_field(data, "src_imsize", path), src_path, "src_imsize", path)
+    trg_hw = _check_imsize(_field(data, "trg_imsize", path), trg_path, "trg_imsize", path)
     boxes = []
-    for key in ("src_bndbox", "trg_bndbox"):
+    for key, image, size_hw in (("src_bndbox", src_path, src_hw), ("trg_bndbox", trg_path, trg_hw)):
         box = np.asarray(_field(data, key, path), dtype=np.float32).reshape(-1)
         if box.shape != (4,) or not (box[2] > box[0] and box[3] > box[1]):
             raise DatasetError(f"{path}: {key} must be [x1, y1, x2, y2] with x2 > x1, y2 > y1, got {box.tolist()}")
-        boxes.append(box)
+        boxes.append(fit_box_to_image(box, size_hw, what=f"{path}: {key}", image=image))
     flags = {flag: int(_field(data, flag, path)) for flag in DIFFICULTY_FLAGS}
     return PairRecord(
         pair_id=pair_id,
@@ -156,12 +178,22 @@ def read_spair_pair(path: Path, images: Path, categories: Sequence[str], pair_id
 
 
 def read_spair(
-    root: Path, split: str, categories: Sequence[str] = SPAIR_CATEGORIES, *, missing_help: str | None = None
+    root: Path,
+    split: str,
+    categories: Sequence[str] = SPAIR_CATEGORIES,
+    *,
+    missing_help: str | None = None,
+    strict: bool = True,
 ) -> tuple[list[PairRecord], SkipReport]:
     """All pairs of a split (``train``, ``val``, ``test``) of an SPair-71k-layout tree.
 
     Pairs with no keypoint are counted in the :class:`SkipReport` (with their layout line),
-    never dropped silently; every malformed file raises :class:`DatasetError` naming it.
+    never dropped silently; every malformed file raises :class:`DatasetError` naming it. An
+    object box further than :data:`~sosc.data.records.BOX_TOLERANCE` px outside its image
+    raises :class:`BoxOutsideImage` with ``strict=True``; with ``strict=False`` the pair is
+    skipped and counted (reason :data:`~sosc.data.records.BOX_OUTSIDE`, with its file).
+    The report's ``split_file`` is the layout file; an empty one gives no record (the data
+    module turns a split with no pair into an error naming it).
     """
     if split not in SPAIR_SPLITS:
         raise DatasetError(f"unknown split {split!r}; SPair-71k has {list(SPAIR_SPLITS)}")
@@ -170,16 +202,21 @@ def read_spair(
     if not layout.is_file():
         raise DatasetError(f"split file {layout} is missing: re-extract SPair-71k (it ships Layout/large/)")
     records: list[PairRecord] = []
-    report = SkipReport()
+    report = SkipReport(split_file=layout)
     for lineno, line in enumerate(layout.read_text().splitlines(), start=1):
         line = line.strip()
         if not line:
             continue
         if ":" not in line:
             raise DatasetError(f"{layout}:{lineno}: expected '<pair>-<src>-<trg>:<category>', got {line!r}")
-        rec = read_spair_pair(
-            base / "PairAnnotation" / SPAIR_SPLITS[split] / f"{line}.json", base / "JPEGImages", categories, line
-        )
+        pair_file = base / "PairAnnotation" / SPAIR_SPLITS[split] / f"{line}.json"
+        try:
+            rec = read_spair_pair(pair_file, base / "JPEGImages", categories, line)
+        except BoxOutsideImage:
+            if strict:
+                raise
+            report.skip_pair(BOX_OUTSIDE, str(pair_file))
+            continue
         if rec.num_kps == 0:
             report.skip_pair("no keypoint in common", f"{layout}:{lineno}")
             continue
@@ -210,4 +247,4 @@ class SPair71kDataModule(PairDataModule):
         return manual_instructions(self.archive, self.root)
 
     def read_split(self, split: str) -> tuple[list[PairRecord], SkipReport]:
-        return read_spair(self.root, split, self.categories, missing_help=self.missing_help())
+        return read_spair(self.root, split, self.categories, missing_help=self.missing_help(), strict=self.strict)
