@@ -25,6 +25,8 @@ import json
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -202,6 +204,26 @@ def workload(
     raise ValueError(f"unknown measurement {name!r}; choose from backbone, kbcnet, kbcnet+kbc, train")
 
 
+#: Start-up commands timed by :func:`startup_times`: what a user waits for before any work.
+STARTUP_COMMANDS = {
+    "import torch": ["-c", "import torch"],
+    "from sosc import KBCWrapper": ["-c", "from sosc import KBCWrapper"],
+    "sosc --help": ["-m", "sosc.cli", "--help"],
+}
+
+
+def startup_times(repeats: int = 3) -> dict[str, float]:
+    """Median wall seconds of each :data:`STARTUP_COMMANDS` entry in a fresh interpreter
+    (``sys.executable``), over ``repeats`` runs, interleaved so that a busy moment hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in STARTUP_COMMANDS}
+    for _ in range(repeats):
+        for name, args in STARTUP_COMMANDS.items():
+            start = time.perf_counter()
+            subprocess.run([sys.executable, *args], check=True, capture_output=True)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def device_name(device: str | None = None) -> str:
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if dev.type == "cuda":
@@ -251,7 +273,8 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="input sides (default 256 512 on GPU, 128 on CPU)")
     parser.add_argument("--batches", type=int, nargs="+", default=None, help="pairs per batch (default 32 on GPU, 2 on CPU)")
     parser.add_argument("--precisions", nargs="+", default=None, choices=["fp32", "bf16"])
-    parser.add_argument("--what", nargs="+", default=["backbone", "kbcnet", "kbcnet+kbc", "train"])
+    parser.add_argument("--what", nargs="*", default=["backbone", "kbcnet", "kbcnet+kbc", "train"],
+                        help="measurements (none: only --startup)")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--trigger-share", type=float, default=0.5)
@@ -260,6 +283,9 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     parser.add_argument("--device", default=None)
     parser.add_argument("--kbcnet", nargs="*", default=[], metavar="KEY=VALUE",
                         help="KBCNet constructor arguments, Python literals, e.g. decoder_strides='(2, 1, 1)' refine=False")
+    parser.add_argument("--startup", type=int, default=0, metavar="REPEATS",
+                        help="also time start-up (import torch, from sosc import KBCWrapper, sosc --help) in fresh "
+                             "interpreters, median of REPEATS runs")
     parser.add_argument("--out", default=".bench/bench.json", help="JSON output file")
     opts = parser.parse_args(argv)
     gpu = (opts.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
@@ -280,7 +306,13 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     name = device_name(opts.device)
     print(f"device: {name}; torch {torch.__version__}; settings: {settings}")
     print(HEADER)
-    rows = run(**settings)
+    startup = {}
+    if opts.startup:
+        startup = startup_times(opts.startup)
+        base = startup["import torch"]
+        for name, seconds in startup.items():
+            print(f"start-up: {name:<28} {seconds:6.2f} s  ({seconds - base:+.2f} s vs import torch)")
+    rows = run(**settings) if opts.what else []
     out = Path(opts.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -288,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         "torch": torch.__version__,
         "settings": settings,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "startup_seconds": startup,
         "rows": [asdict(r) for r in rows],
     }
     out.write_text(json.dumps(payload, indent=2))

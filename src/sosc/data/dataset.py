@@ -12,7 +12,6 @@ import logging
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 import torch
@@ -40,6 +39,7 @@ from sosc.geometry import (
     points_to_window,
     resample_window,
 )
+from sosc.types import PairBatch, PairItem
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class PairDataset(Dataset):
         out[: len(kps)] = kps
         return out
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int) -> PairItem:
         rec = self.records[index]
         src, trg = read_image(rec.src_path), read_image(rec.trg_path)
         src_kps, trg_kps = _as_tensor(rec.src_kps, (-1, 2)), _as_tensor(rec.trg_kps, (-1, 2))
@@ -167,7 +167,7 @@ class PairDataset(Dataset):
         if self.augment is not None:
             src_in, trg_in = self.augment(src_in, generator), self.augment(trg_in, generator)
 
-        item: dict[str, Any] = {
+        item: PairItem = {
             "src_img": src_in,
             "trg_img": trg_in,
             "src_kps": torch.where(valid[:, None], points_to_window(src_kps_t, src_window, self.input_size), 0.0),
@@ -199,7 +199,7 @@ class PairDataset(Dataset):
 LIST_KEYS = ("src_orig", "trg_orig")
 
 
-def collate_pairs(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def collate_pairs(items: Sequence[PairItem]) -> PairBatch:
     """Stack items into a batch: tensors gain a leading ``B``, strings become lists, and the
     full-resolution originals (different sizes) stay lists of ``(3, H_i, W_i)`` tensors."""
     if not items:

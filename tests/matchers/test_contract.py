@@ -1,0 +1,110 @@
+"""One contract test over every matcher of the package, alone and inside KBCWrapper.
+
+The contract (:mod:`sosc.matchers.base`): ``matcher(src_img, trg_img, src_kps, valid)`` returns
+``(B, N, 2)`` target keypoints in input pixels, float32 and finite, and padded keypoints never
+change the valid results. :class:`~sosc.kbc.KBCWrapper` around any of them keeps the contract in
+original pixels. A new matcher is added to ``MATCHERS`` below.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sosc.kbc import KBCWrapper
+from sosc.matchers import (
+    CallableMatcher,
+    FeatureMatcher,
+    FlowMatcher,
+    KBCNet,
+    Matcher,
+    ScoreVolumeMatcher,
+    keypoints_of,
+)
+from sosc.matchers.grid import cell_centers
+
+torch.set_num_threads(2)
+SIZE = 64
+
+
+def _shift_flow(src: torch.Tensor, trg: torch.Tensor) -> torch.Tensor:
+    """A dense-flow net: every source cell moves 3 px right (absolute, input pixels, 8x8 grid)."""
+    b = src.shape[0]
+    centres = cell_centers(8, 8, src.shape[-2:]).permute(2, 0, 1)[None].expand(b, 2, 8, 8).clone()
+    centres[:, 0] += 3.0 + 0.0 * trg.mean()
+    return centres
+
+
+def _cosine_volume(src: torch.Tensor, trg: torch.Tensor) -> torch.Tensor:
+    """A score-volume net: cosine similarity of 4x4-pooled colours, ``(B, 8, 8, 8, 8)``."""
+    fs, ft = F.avg_pool2d(src, 8), F.avg_pool2d(trg, 8)
+    fs, ft = F.normalize(fs.flatten(2), dim=1), F.normalize(ft.flatten(2), dim=1)
+    return torch.einsum("bcs,bct->bst", fs, ft).reshape(src.shape[0], 8, 8, 8, 8)
+
+
+MATCHERS = {
+    "KBCNet": lambda: KBCNet(backbone="resnet18", pretrained=False, channels=32, heads=2,
+                             decoder_channels=(8,), groups=2),
+    "FeatureMatcher": lambda: FeatureMatcher(backbone="resnet18", pretrained=False, strides=(8, 16)),
+    "CallableMatcher": lambda: CallableMatcher(lambda s, t, k, v: k * 0.5 + 4.0),
+    "FlowMatcher": lambda: FlowMatcher(_shift_flow, flow_units="input"),
+    "ScoreVolumeMatcher": lambda: ScoreVolumeMatcher(_cosine_volume, temperature=0.1),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(MATCHERS))
+def matcher(request) -> Matcher:
+    torch.manual_seed(0)
+    return MATCHERS[request.param]().eval()
+
+
+def _pairs(b: int = 2, n: int = 5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    src = torch.rand(b, 3, SIZE, SIZE, generator=g)
+    trg = torch.rand(b, 3, SIZE, SIZE, generator=g)
+    kps = 4.0 + (SIZE - 8.0) * torch.rand(b, n, 2, generator=g)
+    return src, trg, kps
+
+
+def test_every_matcher_subclasses_the_base_and_records_its_arguments(matcher):
+    assert isinstance(matcher, Matcher)
+    assert isinstance(matcher.init_args, dict)
+    assert SIZE % matcher.input_multiple == 0
+
+
+@torch.no_grad()
+def test_plain_output_has_the_contract_shape_dtype_and_is_finite(matcher):
+    src, trg, kps = _pairs()
+    out = keypoints_of(matcher(src, trg, kps, torch.ones(2, 5, dtype=torch.bool)))
+    assert out.shape == (2, 5, 2) and out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+
+
+@torch.no_grad()
+def test_padding_never_changes_the_valid_results(matcher):
+    src, trg, kps = _pairs()
+    valid = torch.ones(2, 5, dtype=torch.bool)
+    ref = keypoints_of(matcher(src, trg, kps, valid))
+    padded = torch.cat([kps, torch.full((2, 3, 2), 1e4)], dim=1)  # far outside, and invalid
+    pad_valid = torch.cat([valid, torch.zeros(2, 3, dtype=torch.bool)], dim=1)
+    out = keypoints_of(matcher(src, trg, padded, pad_valid))
+    assert torch.allclose(out[:, :5], ref, atol=1e-4)
+
+
+@torch.no_grad()
+def test_inside_kbc_wrapper_the_contract_holds_in_original_pixels(matcher):
+    g = torch.Generator().manual_seed(1)
+    src = [torch.rand(3, 150, 200, generator=g), torch.rand(3, 120, 90, generator=g)]
+    trg = [torch.rand(3, 100, 130, generator=g), torch.rand(3, 160, 160, generator=g)]
+    kps = torch.tensor([[[20.0, 30.0], [28.0, 35.0], [25.0, 40.0]], [[10.0, 12.0], [14.0, 20.0], [12.0, 16.0]]])
+    valid = torch.ones(2, 3, dtype=torch.bool)
+    wrapped = KBCWrapper(matcher, input_size=SIZE, guard=False)
+    info = wrapped.forward_with_info(src, trg, kps, valid)
+    assert info.kps.shape == (2, 3, 2) and info.kps.dtype == torch.float32 and torch.isfinite(info.kps).all()
+    assert bool(info.refined.any())  # the small keypoint boxes zoom
+    padded = torch.cat([kps, torch.full((2, 2, 2), 5e3)], dim=1)
+    pad_valid = torch.cat([valid, torch.zeros(2, 2, dtype=torch.bool)], dim=1)
+    out = wrapped.forward_with_info(src, trg, padded, pad_valid)
+    assert torch.allclose(out.kps[:, :3], info.kps, atol=1e-3)
+    assert torch.equal(out.refined, info.refined)
