@@ -38,7 +38,7 @@ def draw_pair(root: Path, split: str, line: str) -> Image.Image:
     for side, off, s in zip(("src", "trg"), offs, scales):
         x0, y0, x1, y1 = pair[f"{side}_bndbox"]
         d.rectangle([off + x0 * s, y0 * s, off + x1 * s - 1, y1 * s - 1], outline=(255, 255, 255))
-    for k, (ps, pt, kid) in enumerate(zip(pair["src_kps"], pair["trg_kps"], pair["kps_ids"])):
+    for ps, pt, kid in zip(pair["src_kps"], pair["trg_kps"], pair["kps_ids"]):
         c = COLOURS[int(kid) % len(COLOURS)]
         a = (ps[0] * scales[0], ps[1] * scales[0])
         b = (offs[1] + pt[0] * scales[1], pt[1] * scales[1])

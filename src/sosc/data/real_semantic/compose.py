@@ -23,12 +23,14 @@ import numpy as np
 from PIL import Image
 
 #: The pasted region is the object box grown by this fraction of its width/height per side.
-REGION_MARGIN = 0.25
+REGION_MARGIN = 0.3
 #: Super-ellipse exponent of the mask (2 = ellipse; larger = closer to a rounded rectangle).
 SUPERELLIPSE_P = 3.0
 #: The mask is 1 inside this fraction of the super-ellipse's radius, then fades linearly to
-#: 0 at the radius (a smooth, wide fade: no straight or sharp edge).
-FEATHER_START = 0.5
+#: 0 at the radius (a smooth, wide fade: no straight or sharp edge); the object box
+#: (at most 1 / (1 + 2 REGION_MARGIN) = 0.625 of the radius on the axes) stays opaque but
+#: for its corners.
+FEATHER_START = 0.68
 #: Fade (output px) along the edges of the source photograph.
 EDGE_FEATHER_PX = 6.0
 
