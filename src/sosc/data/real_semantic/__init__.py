@@ -30,6 +30,11 @@ from the headings' difference (0 below 17.5 deg, 1 below 37.5, 2 above);
 2 above); ``truncation``/``occlusion`` 0 none, 1 source, 2 target, 3 both (an object is
 truncated when its box leaves the frame or was cut in its photo, occluded as annotated).
 
+Known limitation: the three geese come from one photograph, so a pasted goose carries parts
+of its neighbours (in ``goose_back`` <-> ``goose_front`` pairs the other goose's head is
+inside the pasted region): a same-category distractor. Masking the other instances' boxes
+out of the paste would remove it.
+
 >>> root = generate_real_semantic("/tmp/sosc-real-semantic")  # doctest: +SKIP
 """
 
