@@ -22,7 +22,7 @@ import pytest
 
 import sosc
 
-PACKAGES = ("sosc", "sosc.kbc", "sosc.matchers", "sosc.data", "sosc.data.synthetic")
+PACKAGES = ("sosc", "sosc.kbc", "sosc.matchers", "sosc.data", "sosc.data.synthetic", "sosc.data.real_semantic")
 RECORD = Path(__file__).with_name("api_surface.txt")
 
 

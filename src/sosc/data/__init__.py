@@ -5,6 +5,7 @@ from sosc.data.dataset import PairDataset, collate_pairs
 from sosc.data.download import ArchiveSpec, DownloadError, ensure_benchmark, extract, fetch
 from sosc.data.pfpascal import PFPASCAL_CATEGORIES, PFPascalDataModule, read_pfpascal
 from sosc.data.pfwillow import PFWILLOW_CATEGORIES, PFWillowDataModule, read_pfwillow
+from sosc.data.real_semantic_module import RealSemanticDataModule
 from sosc.data.records import PairRecord, SkipReport, pck_bound, size_class
 from sosc.data.spair import SPAIR_CATEGORIES, SPair71kDataModule, read_spair
 from sosc.data.synthetic_module import SyntheticDataModule
@@ -20,6 +21,7 @@ __all__ = [
     "PairDataModule",
     "PairDataset",
     "PairRecord",
+    "RealSemanticDataModule",
     "SPair71kDataModule",
     "SkipReport",
     "SyntheticDataModule",
