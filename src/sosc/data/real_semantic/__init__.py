@@ -30,10 +30,11 @@ from the headings' difference (0 below 17.5 deg, 1 below 37.5, 2 above);
 2 above); ``truncation``/``occlusion`` 0 none, 1 source, 2 target, 3 both (an object is
 truncated when its box leaves the frame or was cut in its photo, occluded as annotated).
 
-Known limitation: the three geese come from one photograph, so a pasted goose carries parts
-of its neighbours (in ``goose_back`` <-> ``goose_front`` pairs the other goose's head is
-inside the pasted region): a same-category distractor. Masking the other instances' boxes
-out of the paste would remove it.
+Same-photo instances: the three geese come from one photograph, so each carries an
+``outline`` (and ``occluders``, the geese in front of it); a pasted goose has the other
+geese of its photo cut out of its mask (:class:`~sosc.data.real_semantic.compose.KeepMap`),
+so no second goose's head or body comes along (the image annotation lists them as
+``paste.removed_instances``).
 
 >>> root = generate_real_semantic("/tmp/sosc-real-semantic")  # doctest: +SKIP
 """
