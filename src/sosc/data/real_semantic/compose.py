@@ -10,10 +10,11 @@ convention), so keypoints move by exactly the map that moves the pixels.
 Mask: a super-ellipse (exponent :data:`SUPERELLIPSE_P`) inscribed in the object box grown
 by :data:`REGION_MARGIN` of its size on every side, opaque up to :data:`FEATHER_START` of
 its radius and fading linearly to 0 at its rim; it also fades to 0 within
-:data:`EDGE_FEATHER_PX` output pixels of any edge of the source photograph (objects cut by
+:data:`EDGE_FEATHER_PX` output pixels (at most :data:`EDGE_FEATHER_PHOTO_PX` photo pixels) of
+any edge of the source photograph (objects cut by
 their photo's frame), so no straight edge betrays the paste.
 
-Same-photo instances (the geese): the mask is multiplied by a :class:`KeepMap` that cuts the
+Same-photo instances (the geese, the ibises): the mask is multiplied by a :class:`KeepMap` that cuts the
 photo's other annotated instances out. With ``D(P)`` an outline grown by
 :data:`~sosc.data.real_semantic.annotations.OUTLINE_SLACK`, pasting ``A`` keeps (1) the
 pixels of ``A``'s own region ``D(P_A)`` minus the grown outlines of its occluders, drops (0)
@@ -43,8 +44,10 @@ SUPERELLIPSE_P = 3.0
 #: (at most 1 / (1 + 2 REGION_MARGIN) = 0.625 of the radius on the axes) stays opaque but
 #: for its corners.
 FEATHER_START = 0.68
-#: Fade (output px) along the edges of the source photograph.
+#: Fade (output px) along the edges of the source photograph, at most EDGE_FEATHER_PHOTO_PX
+#: photo px (a strongly shrunk object would otherwise fade far into itself).
 EDGE_FEATHER_PX = 6.0
+EDGE_FEATHER_PHOTO_PX = 12.0
 #: Other instances of the same photo are cut out this far (photo px) beyond their grown
 #: outlines, then fade back in over EXCLUDE_FEATHER photo px.
 EXCLUDE_MARGIN = 1.0
@@ -151,7 +154,7 @@ def mask_alpha(paste: Paste, photo_wh: tuple[int, int], xy: np.ndarray, keep: Ke
     alpha = np.clip((1.0 - d) / (1.0 - FEATHER_START), 0.0, 1.0)
     rx0, ry0, rx1, ry1 = paste.region
     edge = np.minimum.reduce([xy[..., 0] - rx0, rx1 - xy[..., 0], xy[..., 1] - ry0, ry1 - xy[..., 1]]) * paste.scale
-    alpha = alpha * np.clip(edge / EDGE_FEATHER_PX, 0.0, 1.0)
+    alpha = alpha * np.clip(edge / min(EDGE_FEATHER_PX, EDGE_FEATHER_PHOTO_PX * paste.scale), 0.0, 1.0)
     if keep is not None:
         alpha = alpha * keep.sample(xy)
     return alpha.astype(np.float32)
