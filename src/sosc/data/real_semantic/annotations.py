@@ -4,7 +4,7 @@ Coordinates are the photograph's original pixels, ``(x, y)``, continuous convent
 column ``i`` covers ``[i, i + 1)``, its centre is ``i + 0.5``); boxes are
 ``[x0, y0, x1, y1]`` in the same pixels. A keypoint that is not visible is ``None``.
 
-Instances that share a photograph (the three geese) also carry an ``outline``: a polygon
+Instances that share a photograph (the three geese, the two ibises) also carry an ``outline``: a polygon
 traced along the object's silhouette, and ``occluders``: the instances of the same photo
 that hide part of it. Pasting one of them cuts the others out (see
 :mod:`sosc.data.real_semantic.compose`); the parser checks that no visible keypoint of one

@@ -56,8 +56,8 @@ class RealSemanticSpec:
     """
 
     seed: int = 0
-    val_repeats: int = 4
-    test_repeats: int = 2
+    val_repeats: int = 2
+    test_repeats: int = 1
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -114,7 +114,7 @@ def _check_existing(root: Path, want: dict) -> bool:
     return False
 
 
-def generate_real_semantic(root: str | Path, seed: int = 0, *, val_repeats: int = 4, test_repeats: int = 2) -> Path:
+def generate_real_semantic(root: str | Path, seed: int = 0, *, val_repeats: int = 2, test_repeats: int = 1) -> Path:
     """Write the real-semantic evaluation set in the SPair-71k layout under ``root``.
 
     Returns at once when ``root`` already holds the set made with the same parameters and
