@@ -13,7 +13,8 @@ Pairs (split ``val`` to choose defaults, ``test`` to report; ``trn`` is empty; t
 splits share no instance pair and no background photograph):
 
 * ``photo`` pairs: the two original photographs (e.g. the portrait pair astronaut <->
-  grace_hopper, both directions);
+  grace_hopper, both directions); a photograph with several annotated instances (the geese,
+  the ibises) shows them all there, as same-category distractors (as in SPair-71k);
 * ``pasted`` pairs: each object cut out with a feathered super-ellipse mask and pasted into
   a background photograph (480 px on the longer side) so that the box of the pair's common
   keypoints has a longer side near 24, 48, 96 or 160 px (:data:`SIZE_BINS`); source and
