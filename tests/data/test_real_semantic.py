@@ -20,7 +20,13 @@ from sosc.data import real_semantic as rs
 from sosc.data.real_semantic import annotations as ann_mod
 from sosc.data.real_semantic import photos as photos_mod
 from sosc.data.real_semantic import write as write_mod
-from sosc.data.real_semantic.compose import mask_alpha
+from sosc.data.real_semantic.compose import (
+    Paste,
+    composite,
+    instance_keep,
+    mask_alpha,
+    paste_region,
+)
 from sosc.data.real_semantic.pairs import JITTER, SIZE_BINS, plan_split
 from sosc.data.spair import read_spair
 from sosc.errors import ConfigError, DatasetError
@@ -61,7 +67,7 @@ class TestAnnotations:
             np.testing.assert_array_equal(ann.instances[name].kps, np.array(kps))
 
     def test_categories_and_instances(self, ann: rs.Annotations) -> None:
-        assert ann.categories == ("face", "goose", "car")
+        assert ann.categories == ("face", "bird", "car", "dog")
         for category in ann.categories:
             assert sum(i.category == category for i in ann.instances.values()) >= 2, category
 
@@ -109,7 +115,7 @@ class TestLayout:
             records, report = read_spair(small, split, ann.categories)
             counts[split] = len(records)
             assert all(r.num_kps >= 3 for r in records)
-        assert counts["train"] == 0 and counts["val"] > 40 and counts["test"] == 6
+        assert counts["train"] == 0 and counts["val"] > 40 and counts["test"] == 18
 
     def test_portrait_pair_both_directions(self, small: Path) -> None:
         seen = set()
@@ -167,6 +173,7 @@ class TestLayout:
 class TestPaste:
     def test_pasted_keypoints_follow_the_paste_transform(self, small: Path, ann: rs.Annotations) -> None:
         sizes = {name: photos_mod.load_photo(p).shape[1::-1] for name, p in ann.photos.items() if p.sha256}
+        keeps = {name: instance_keep(ann, name, sizes[inst.photo]) for name, inst in ann.instances.items()}
         plans = list(plan_split(ann, "val", SMALL["seed"], SMALL["val_repeats"], sizes))
         pairs = _pairs(small, "val")
         assert len(plans) == len(pairs)
@@ -184,16 +191,18 @@ class TestPaste:
                 stem = Path(pair[f"{side}_imname"]).stem
                 image = json.loads((small / "ImageAnnotation" / pair["category"] / f"{stem}.json").read_text())
                 assert image["paste"]["scale"] == s and image["paste"]["offset"] == [ox, oy]
-                # the object is opaque where its keypoints are
-                alpha = mask_alpha(view.paste, sizes[inst.photo], inst.kps[ids])
+                # the object is opaque where its keypoints are (other instances cut out or not)
+                alpha = mask_alpha(view.paste, sizes[inst.photo], inst.kps[ids], keeps[inst.name])
                 assert alpha.min() > 0.9, (line, alpha)
                 checked += 1
         assert checked >= 2 * len(SIZE_BINS) ** 2
 
     def test_pixels_around_pasted_keypoints_come_from_the_photo(self, small: Path, ann: rs.Annotations) -> None:
         """Sample the photo through the inverse paste map around each keypoint and compare
-        with the written JPEG: the object was pasted where the keypoints say."""
+        with the written JPEG: the object was pasted where the keypoints say (only pixels the
+        mask keeps opaque: a neighbour cut out next to a keypoint shows the background)."""
         sizes = {name: photos_mod.load_photo(p).shape[1::-1] for name, p in ann.photos.items() if p.sha256}
+        keeps = {name: instance_keep(ann, name, sizes[inst.photo]) for name, inst in ann.instances.items()}
         checked = 0
         for plan, (line, pair) in zip(plan_split(ann, "val", 0, 1, sizes), _pairs(small, "val")):
             if plan.kind != "pasted" or plan.src_view.bin < 96:
@@ -209,13 +218,119 @@ class TestPaste:
                 j, i = np.clip(j, 0, out.shape[1] - 1), np.clip(i, 0, out.shape[0] - 1)
                 px, py = rx + (j + 0.5 - ox) / s, ry + (i + 0.5 - oy) / s
                 sampled = np.stack([ndimage.map_coordinates(photo[..., c], [py - 0.5, px - 0.5], order=1) for c in range(3)], -1)
-                diff = np.abs(sampled - out[i, j]).mean()
+                opaque = mask_alpha(view.paste, sizes[inst.photo], np.stack([px, py], -1), keeps[inst.name]) > 0.99
+                assert opaque.sum() >= 30, (line, x, y)
+                diff = np.abs(sampled - out[i, j])[opaque].mean()
                 si, sj = np.clip(i + 6, 0, out.shape[0] - 1), np.clip(j + 6, 0, out.shape[1] - 1)
-                shifted = np.abs(sampled - out[si, sj]).mean()
-                assert diff < 14, (line, x, y, diff)
+                shifted = np.abs(sampled - out[si, sj])[opaque].mean()
+                assert diff < 14 or diff < shifted - 6, (line, x, y, diff, shifted)  # (textured, shrunk: grass)
                 assert diff < shifted + 2, (line, x, y, diff, shifted)
                 checked += 1
         assert checked >= 20
+
+
+def _same_photo_instances(ann: rs.Annotations) -> list[tuple[rs.Instance, list[rs.Instance]]]:
+    out = []
+    for inst in ann.instances.values():
+        others = [o for o in ann.instances.values() if o.photo == inst.photo and o.name != inst.name]
+        if others:
+            out.append((inst, others))
+    return out
+
+
+class TestSamePhotoInstances:
+    """A pasted instance carries none of the other annotated instances of its photo (the
+    three geese of one photograph): they are cut out of its mask."""
+
+    def test_there_are_same_photo_instances(self, ann: rs.Annotations) -> None:
+        names = {inst.name for inst, _ in _same_photo_instances(ann)}
+        assert {"goose_left", "goose_back", "goose_front"} <= names
+
+    def test_mask_is_zero_around_other_instances_keypoints(self, ann: rs.Annotations) -> None:
+        """The mask at, and within 1 photo px of, every visible keypoint of every other
+        instance is 0; at the instance's own keypoints it is 1 (keep map alone, and with
+        the super-ellipse of its paste)."""
+        offsets = np.stack(np.meshgrid(np.linspace(-1, 1, 5), np.linspace(-1, 1, 5)), -1).reshape(-1, 2)
+        offsets = offsets[np.linalg.norm(offsets, axis=1) <= 1.0]
+        for inst, others in _same_photo_instances(ann):
+            photo = ann.photos[inst.photo]
+            wh = photos_mod.load_photo(photo).shape[1::-1]
+            keep = instance_keep(ann, inst.name, wh)
+            assert keep is not None and set(keep.removed) == {o.name for o in others}
+            assert keep.sample(inst.kps[inst.visible]).min() == 1.0, inst.name
+            region, ellipse = paste_region(inst.box, wh)
+            paste = Paste(scale=1.0, origin=region[:2], offset=(0, 0), region=region, ellipse=ellipse)
+            for other in others:
+                around = (other.kps[other.visible][:, None, :] + offsets[None]).reshape(-1, 2)
+                assert keep.sample(around).max() == 0.0, (inst.name, other.name)
+                assert mask_alpha(paste, wh, around, keep).max() == 0.0, (inst.name, other.name)
+
+    @pytest.mark.parametrize("scale", [0.3, 1.6])
+    def test_pasted_pixels_at_other_instances_are_background(self, ann: rs.Annotations, scale: float) -> None:
+        """Paste each instance over a flat background: every output pixel whose centre
+        shows the photo within 1 px of another instance's visible keypoint, or anywhere
+        well inside another instance's outline (3 px from its edge, away from the
+        instance's own outline), is exactly the background; and some pixels of the
+        instance itself are not."""
+        checked = 0
+        for inst, others in _same_photo_instances(ann):
+            photo = photos_mod.load_photo(ann.photos[inst.photo])
+            wh = photo.shape[1::-1]
+            keep = instance_keep(ann, inst.name, wh)
+            region, ellipse = paste_region(inst.box, wh)
+            size = (int((region[2] - region[0]) * scale) + 1, int((region[3] - region[1]) * scale) + 1)
+            paste = Paste(scale=scale, origin=region[:2], offset=(0, 0), region=region, ellipse=ellipse)
+            bg = np.full((size[1], size[0], 3), 7, np.uint8)
+            out = composite(bg, photo, paste, keep)
+            gx, gy = np.meshgrid(np.arange(size[0]) + 0.5, np.arange(size[1]) + 0.5)
+            src = np.stack([region[0] + gx / scale, region[1] + gy / scale], -1).reshape(-1, 2)
+            changed = (out != 7).any(-1).reshape(-1)
+            own_box = _in_box(src, inst.outline)
+            own = own_box.copy()
+            own[own_box] = ann_mod.outline_distance(inst.outline, src[own_box][::1]) <= 0.0
+            for occ in inst.occluders:  # the visible part only
+                occ_box = own & _in_box(src, ann.instances[occ].outline, ann_mod.OUTLINE_SLACK + 1.0)
+                own[occ_box] = ann_mod.outline_distance(ann.instances[occ].outline, src[occ_box]) > ann_mod.OUTLINE_SLACK + 1.0
+            assert changed[own].mean() > 0.9, inst.name
+            for other in others:
+                near_kp = np.zeros(len(src), bool)
+                for kp in other.kps[other.visible]:
+                    near_kp |= np.linalg.norm(src - kp, axis=1) <= 1.0
+                deep = np.zeros(len(src), bool)
+                if inst.name not in other.occluders:  # (where other lies behind inst, inst's own region wins)
+                    box = _in_box(src, other.outline)
+                    deep[box] = _depth_inside(other.outline, src[box]) >= 3.0
+                    box = deep & _in_box(src, inst.outline, ann_mod.OUTLINE_SLACK + 1.0)
+                    deep[box] = ann_mod.outline_distance(inst.outline, src[box]) > ann_mod.OUTLINE_SLACK + 1.0
+                checked += int(deep.sum() + near_kp.sum())
+                hit = (near_kp | deep) & changed
+                assert not hit.any(), (inst.name, other.name, scale, src[hit][:5])
+        assert checked > 1000 * scale**2
+    def test_outline_checks_name_the_instance(self) -> None:
+        text = ann_mod.resources.files(ann_mod.__package__).joinpath(ann_mod.ANNOTATIONS_FILE).read_text()
+        data = json.loads(text)
+        del data["instances"]["goose_back"]["outline"]
+        with pytest.raises(DatasetError, match=r"instances\.goose_back needs an outline"):
+            ann_mod.parse_annotations(json.dumps(data))
+        data = json.loads(text)
+        data["instances"]["goose_back"]["occluders"] = []
+        with pytest.raises(DatasetError, match=r"instances\.goose_front: a visible keypoint lies on or near the outline of 'goose_back'"):
+            ann_mod.parse_annotations(json.dumps(data))
+
+
+def _in_box(pts: np.ndarray, poly: np.ndarray, grow: float = 0.0) -> np.ndarray:
+    lo, hi = poly.min(0) - grow, poly.max(0) + grow
+    return ((pts >= lo) & (pts <= hi)).all(1)
+
+
+def _depth_inside(poly: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Distance from points inside the polygon to its edge (0 outside)."""
+    a, b = poly, np.roll(poly, -1, axis=0)
+    ab = b - a
+    ap = pts[:, None, :] - a[None]
+    t = np.clip((ap * ab).sum(-1) / (ab * ab).sum(-1), 0.0, 1.0)
+    edge = np.linalg.norm(ap - t[..., None] * ab, axis=-1).min(1)
+    return np.where(ann_mod.outline_distance(poly, pts) <= 0.0, edge, 0.0)
 
 
 class TestDeterminism:
@@ -283,10 +398,10 @@ def test_data_module_prepares_and_gives_items(tmp_path: Path) -> None:
     dm.prepare_data()
     dm.setup("test")
     ds = dm.datasets["test"]
-    assert len(ds) == 6
+    assert len(ds) == 18
     item = ds[0]
     assert tuple(item["src_img"].shape) == (3, 256, 256)
-    assert item["category"] in ("face", "car") and int(item["valid"].sum()) >= 3
+    assert item["category"] in ("face", "bird", "car", "dog") and int(item["valid"].sum()) >= 3
     assert {"viewpoint_variation", "scale_variation", "truncation", "occlusion"} <= set(item)
     batch = next(iter(dm.test_dataloader()))
     assert batch["src_img"].shape[0] == 2

@@ -11,7 +11,7 @@ from sosc.data.spair import SPair71kDataModule
 
 
 class RealSemanticDataModule(SPair71kDataModule):
-    """Real photographs of different objects of one category (faces, geese, cars), pasted
+    """Real photographs of different objects of one category (faces, birds, cars, dogs), pasted
     at keypoint-box sizes 24-160 px, generated on first use and read as SPair-71k.
 
     ``prepare_data`` writes the set into ``root`` (seeded: the same seed gives the same
@@ -36,8 +36,8 @@ class RealSemanticDataModule(SPair71kDataModule):
         self,
         root: str | Path = "data/real_semantic",
         seed: int = 0,
-        val_repeats: int = 4,
-        test_repeats: int = 2,
+        val_repeats: int = 2,
+        test_repeats: int = 1,
         **kwargs: Any,
     ) -> None:
         super().__init__(root=root, **kwargs)

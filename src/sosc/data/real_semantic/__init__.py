@@ -1,8 +1,8 @@
 """Offline real-semantic correspondence set: hand-annotated real photographs, in the SPair-71k layout.
 
 :func:`generate_real_semantic` writes pairs of *different* objects of the same category
-(other people's faces, other geese, other cars) from photographs that ship inside installed
-Python packages (scikit-image, matplotlib, mahotas, foolbox, scikit-learn; nothing is
+(other people's faces, other birds, other cars, other dogs) from photographs that ship inside
+installed Python packages (scikit-image, matplotlib, mahotas, foolbox, scikit-learn; nothing is
 downloaded), so that KBC and the matchers can be measured on real semantic pairs, at
 controlled object sizes. The annotations (``annotations.json``, package data) give every
 photo's package, path, licence and SHA-256, and per object its keypoints (fixed order and
@@ -13,7 +13,8 @@ Pairs (split ``val`` to choose defaults, ``test`` to report; ``trn`` is empty; t
 splits share no instance pair and no background photograph):
 
 * ``photo`` pairs: the two original photographs (e.g. the portrait pair astronaut <->
-  grace_hopper, both directions);
+  grace_hopper, both directions); a photograph with several annotated instances (the geese,
+  the ibises) shows them all there, as same-category distractors (as in SPair-71k);
 * ``pasted`` pairs: each object cut out with a feathered super-ellipse mask and pasted into
   a background photograph (480 px on the longer side) so that the box of the pair's common
   keypoints has a longer side near 24, 48, 96 or 160 px (:data:`SIZE_BINS`); source and
@@ -30,10 +31,11 @@ from the headings' difference (0 below 17.5 deg, 1 below 37.5, 2 above);
 2 above); ``truncation``/``occlusion`` 0 none, 1 source, 2 target, 3 both (an object is
 truncated when its box leaves the frame or was cut in its photo, occluded as annotated).
 
-Known limitation: the three geese come from one photograph, so a pasted goose carries parts
-of its neighbours (in ``goose_back`` <-> ``goose_front`` pairs the other goose's head is
-inside the pasted region): a same-category distractor. Masking the other instances' boxes
-out of the paste would remove it.
+Same-photo instances: the three geese come from one photograph (and the two ibises from
+another), so each carries an ``outline`` (and ``occluders``, the instances in front of it); a
+pasted goose has the other geese of its photo cut out of its mask
+(:class:`~sosc.data.real_semantic.compose.KeepMap`), so no second goose's head or body comes
+along (the image annotation lists them as ``paste.removed_instances``).
 
 >>> root = generate_real_semantic("/tmp/sosc-real-semantic")  # doctest: +SKIP
 """
@@ -51,7 +53,7 @@ from sosc.data.real_semantic.write import (
 
 
 def categories() -> tuple[str, ...]:
-    """The categories of the shipped annotations, in order (``face``, ``goose``, ``car``)."""
+    """The categories of the shipped annotations, in order (``face``, ``bird``, ``car``, ``dog``)."""
     return load_annotations().categories
 
 

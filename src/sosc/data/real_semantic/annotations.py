@@ -3,6 +3,13 @@
 Coordinates are the photograph's original pixels, ``(x, y)``, continuous convention (pixel
 column ``i`` covers ``[i, i + 1)``, its centre is ``i + 0.5``); boxes are
 ``[x0, y0, x1, y1]`` in the same pixels. A keypoint that is not visible is ``None``.
+
+Instances that share a photograph (the three geese, the two ibises) also carry an ``outline``: a polygon
+traced along the object's silhouette, and ``occluders``: the instances of the same photo
+that hide part of it. Pasting one of them cuts the others out (see
+:mod:`sosc.data.real_semantic.compose`); the parser checks that no visible keypoint of one
+instance lies within :data:`OUTLINE_SLACK` + :data:`KEYPOINT_CLEARANCE` px of another's
+outline (unless it lies in front of that one), so that no neighbour's keypoint can be pasted.
 """
 
 from __future__ import annotations
@@ -22,6 +29,13 @@ from sosc.errors import DatasetError
 ANNOTATIONS_FILE = "annotations.json"
 #: Split names that hold pairs (``trn`` is written empty).
 EVAL_SPLITS = ("val", "test")
+#: Outlines are grown by this many photo px (traced edges are approximate; a keypoint on
+#: the edge, such as a crown or a beak tip, must stay inside its own grown outline).
+OUTLINE_SLACK = 2.0
+#: A visible keypoint lies at most this far (px) outside its own outline, and at least
+#: OUTLINE_SLACK + KEYPOINT_CLEARANCE px from another same-photo instance's outline.
+KEYPOINT_ON_OUTLINE = 0.5
+KEYPOINT_CLEARANCE = 1.5
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,10 @@ class Instance:
         visible: ``(K,)`` bool.
         yaw_deg: coarse heading (0 facing the camera, +90 facing image-right).
         truncated, occluded: the object is cut by the frame / hidden in part in the photo.
+        outline: ``(N, 2)`` float polygon along the silhouette (photo px), or None; given for
+            every instance whose photo holds other instances.
+        occluders: names of same-photo instances in front of this one (they win where the
+            outlines overlap).
     """
 
     name: str
@@ -71,6 +89,8 @@ class Instance:
     yaw_deg: float
     truncated: bool
     occluded: bool
+    outline: np.ndarray | None = None
+    occluders: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,12 +133,63 @@ def _box(value, where: str) -> np.ndarray:
     return box
 
 
+def outline_distance(poly: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Distance (px) from points ``(M, 2)`` to the polygon ``(N, 2)``: 0 inside, else the
+    distance to its nearest edge (even-odd rule)."""
+    pts = np.asarray(pts, np.float64).reshape(-1, 2)
+    a, b = np.asarray(poly, np.float64), np.roll(np.asarray(poly, np.float64), -1, axis=0)
+    ab = b - a
+    ap = pts[:, None, :] - a[None]
+    t = np.clip((ap * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-12), 0.0, 1.0)
+    edge = np.linalg.norm(ap - t[..., None] * ab, axis=-1).min(1)
+    x, y = pts[:, 0:1], pts[:, 1:2]
+    crosses = ((a[:, 1] > y) != (b[:, 1] > y)) & (x < a[:, 0] + (y - a[:, 1]) * ab[:, 0] / np.where(ab[:, 1] == 0, 1e-12, ab[:, 1]))
+    inside = crosses.sum(1) % 2 == 1
+    return np.where(inside, 0.0, edge)
+
+
+def _check_outlines(instances: dict[str, Instance]) -> None:
+    """Outlines and occluders of instances that share a photo (see the module docstring)."""
+    by_photo: dict[str, list[Instance]] = {}
+    for inst in instances.values():
+        by_photo.setdefault(inst.photo, []).append(inst)
+    for group in by_photo.values():
+        names = {i.name for i in group}
+        for inst in group:
+            where = f"instances.{inst.name}"
+            for occ in inst.occluders:
+                if occ not in names or occ == inst.name:
+                    raise DatasetError(f"{ANNOTATIONS_FILE}: {where}.occluders: {occ!r} is not another instance of photo {inst.photo!r}")
+                if inst.name in instances[occ].occluders:
+                    raise DatasetError(f"{ANNOTATIONS_FILE}: {where} and {occ!r} list each other as occluders")
+            if len(group) > 1 and inst.outline is None:
+                raise DatasetError(
+                    f"{ANNOTATIONS_FILE}: {where} needs an outline: photo {inst.photo!r} holds other instances "
+                    f"({', '.join(sorted(names - {inst.name}))}) that are cut out of its pastes"
+                )
+            if inst.outline is None:
+                continue
+            vis = inst.kps[inst.visible]
+            if (outline_distance(inst.outline, vis) > KEYPOINT_ON_OUTLINE).any():
+                raise DatasetError(f"{ANNOTATIONS_FILE}: {where}: a visible keypoint lies outside its outline")
+            for other in group:
+                if other is inst or other.outline is None or inst.name in other.occluders:
+                    continue
+                if (outline_distance(other.outline, vis) <= OUTLINE_SLACK + KEYPOINT_CLEARANCE).any():
+                    raise DatasetError(
+                        f"{ANNOTATIONS_FILE}: {where}: a visible keypoint lies on or near the outline of {other.name!r} "
+                        f"(closer than {OUTLINE_SLACK + KEYPOINT_CLEARANCE} px); fix the outline, or list "
+                        f"{inst.name!r} among {other.name!r}'s occluders if it lies in front"
+                    )
+
+
 def parse_annotations(text: str) -> Annotations:
     """Parse and check the JSON text of an annotation file.
 
     Raises:
         DatasetError: naming the key at fault (unknown category, photo or instance, wrong
-            number of keypoints, keypoint outside its box, an instance pair across
+            number of keypoints, keypoint outside its box or outline, a keypoint near another
+            same-photo instance's outline, a missing outline, an instance pair across
             categories, an instance pair in both splits).
     """
     try:
@@ -155,14 +226,22 @@ def parse_annotations(text: str) -> Annotations:
             raise DatasetError(f"{ANNOTATIONS_FILE}: {where}: a visible keypoint lies outside its box {box.tolist()}")
         if visible.sum() < 3:
             raise DatasetError(f"{ANNOTATIONS_FILE}: {where} needs at least 3 visible keypoints")
+        outline = None
+        if d.get("outline") is not None:
+            outline = np.asarray(d["outline"], dtype=np.float64)
+            if outline.ndim != 2 or outline.shape[1] != 2 or len(outline) < 3:
+                raise DatasetError(f"{ANNOTATIONS_FILE}: {where}.outline must be a list of at least 3 [x, y] points")
+            outline.setflags(write=False)
         kps.setflags(write=False)
         visible.setflags(write=False)
         box.setflags(write=False)
         instances[name] = Instance(
             name=name, category=category, photo=photo, box=box, kps=kps, visible=visible,
             yaw_deg=float(_need(d, "yaw_deg", where)), truncated=bool(_need(d, "truncated", where)),
-            occluded=bool(_need(d, "occluded", where)),
+            occluded=bool(_need(d, "occluded", where)), outline=outline,
+            occluders=tuple(d.get("occluders", ())),
         )
+    _check_outlines(instances)
     splits = {}
     seen: dict[frozenset, str] = {}
     for split in EVAL_SPLITS:

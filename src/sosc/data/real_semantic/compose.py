@@ -10,8 +10,18 @@ convention), so keypoints move by exactly the map that moves the pixels.
 Mask: a super-ellipse (exponent :data:`SUPERELLIPSE_P`) inscribed in the object box grown
 by :data:`REGION_MARGIN` of its size on every side, opaque up to :data:`FEATHER_START` of
 its radius and fading linearly to 0 at its rim; it also fades to 0 within
-:data:`EDGE_FEATHER_PX` output pixels of any edge of the source photograph (objects cut by
+:data:`EDGE_FEATHER_PX` output pixels (at most :data:`EDGE_FEATHER_PHOTO_PX` photo pixels) of
+any edge of the source photograph (objects cut by
 their photo's frame), so no straight edge betrays the paste.
+
+Same-photo instances (the geese, the ibises): the mask is multiplied by a :class:`KeepMap` that cuts the
+photo's other annotated instances out. With ``D(P)`` an outline grown by
+:data:`~sosc.data.real_semantic.annotations.OUTLINE_SLACK`, pasting ``A`` keeps (1) the
+pixels of ``A``'s own region ``D(P_A)`` minus the grown outlines of its occluders, drops (0)
+every other pixel of the other instances' grown outlines, and fades back in from 0 to 1
+between :data:`EXCLUDE_MARGIN` and :data:`EXCLUDE_MARGIN` + :data:`EXCLUDE_FEATHER` photo px
+beyond them (so no sliver of a neighbour's silhouette remains). Where two outlines overlap,
+the one in front wins.
 """
 
 from __future__ import annotations
@@ -20,7 +30,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
+from scipy import ndimage
+
+from sosc.data.real_semantic.annotations import OUTLINE_SLACK, Annotations
 
 #: The pasted region is the object box grown by this fraction of its width/height per side.
 REGION_MARGIN = 0.3
@@ -31,8 +44,16 @@ SUPERELLIPSE_P = 3.0
 #: (at most 1 / (1 + 2 REGION_MARGIN) = 0.625 of the radius on the axes) stays opaque but
 #: for its corners.
 FEATHER_START = 0.68
-#: Fade (output px) along the edges of the source photograph.
+#: Fade (output px) along the edges of the source photograph, at most EDGE_FEATHER_PHOTO_PX
+#: photo px (a strongly shrunk object would otherwise fade far into itself).
 EDGE_FEATHER_PX = 6.0
+EDGE_FEATHER_PHOTO_PX = 12.0
+#: Other instances of the same photo are cut out this far (photo px) beyond their grown
+#: outlines, then fade back in over EXCLUDE_FEATHER photo px.
+EXCLUDE_MARGIN = 1.0
+EXCLUDE_FEATHER = 3.0
+#: Keep maps are computed on a grid this many times finer than the photo.
+KEEP_SUPERSAMPLE = 2
 
 
 @dataclass(frozen=True)
@@ -71,6 +92,49 @@ class Paste:
         return None if j1 <= j0 or i1 <= i0 else (j0, i0, j1, i1)
 
 
+@dataclass(frozen=True, eq=False)
+class KeepMap:
+    """What may be pasted of one instance's photo: ``grid`` ``(H s, W s)`` float32 in
+    [0, 1] (``s`` = :data:`KEEP_SUPERSAMPLE`), node ``(i, j)`` at photo point
+    ``((j + 0.5) / s, (i + 0.5) / s)``; ``removed`` names the instances cut out."""
+
+    grid: np.ndarray
+    removed: tuple[str, ...]
+
+    def sample(self, xy: np.ndarray) -> np.ndarray:
+        """Bilinear value at photo points ``xy`` ``(..., 2)``."""
+        xy = np.asarray(xy, np.float64)
+        s = KEEP_SUPERSAMPLE
+        coords = [xy[..., 1].ravel() * s - 0.5, xy[..., 0].ravel() * s - 0.5]
+        return ndimage.map_coordinates(self.grid, coords, order=1, mode="nearest").reshape(xy.shape[:-1])
+
+
+def _outline_distance_grid(poly: np.ndarray, photo_wh: tuple[int, int]) -> np.ndarray:
+    """Distance (photo px) from each keep-grid node to the filled polygon (0 inside)."""
+    s = KEEP_SUPERSAMPLE
+    im = Image.new("L", (photo_wh[0] * s, photo_wh[1] * s), 0)
+    ImageDraw.Draw(im).polygon([(float(x) * s - 0.5, float(y) * s - 0.5) for x, y in poly], fill=1)
+    inside = np.asarray(im, dtype=bool)
+    return (ndimage.distance_transform_edt(~inside) / s).astype(np.float32)
+
+
+def instance_keep(ann: Annotations, name: str, photo_wh: tuple[int, int]) -> KeepMap | None:
+    """The :class:`KeepMap` of instance ``name``, or None when its photo holds no other
+    instance (nothing to cut out). See the module docstring."""
+    inst = ann.instances[name]
+    others = [i for i in ann.instances.values() if i.photo == inst.photo and i.name != name]
+    if not others:
+        return None
+    dist = {i.name: _outline_distance_grid(i.outline, photo_wh) for i in (inst, *others)}
+    own = dist[name] <= OUTLINE_SLACK
+    for occ in inst.occluders:
+        own &= dist[occ] > OUTLINE_SLACK
+    away = np.minimum.reduce([dist[i.name] for i in others]) - OUTLINE_SLACK
+    keep = np.clip((away - EXCLUDE_MARGIN) / EXCLUDE_FEATHER, 0.0, 1.0)
+    keep[own] = 1.0
+    return KeepMap(grid=keep.astype(np.float32), removed=tuple(i.name for i in others))
+
+
 def paste_region(box: np.ndarray, photo_wh: tuple[int, int]) -> tuple[tuple[float, float, float, float], tuple[float, float, float, float]]:
     """``(region, ellipse)`` of an object box: the grown box clipped to the photo, and the
     mask's super-ellipse ``(cx, cy, ax, ay)`` (photo px)."""
@@ -81,22 +145,26 @@ def paste_region(box: np.ndarray, photo_wh: tuple[int, int]) -> tuple[tuple[floa
     return region, ellipse
 
 
-def mask_alpha(paste: Paste, photo_wh: tuple[int, int], xy: np.ndarray) -> np.ndarray:
+def mask_alpha(paste: Paste, photo_wh: tuple[int, int], xy: np.ndarray, keep: KeepMap | None = None) -> np.ndarray:
     """Mask opacity in [0, 1] at photo points ``xy`` (``(..., 2)``, photo px): the
-    feathered super-ellipse times the fade along the photo's edges."""
+    feathered super-ellipse times the fade along the photo's edges, times ``keep`` (the
+    other instances of the photo cut out) when given."""
     cx, cy, ax, ay = paste.ellipse
     d = (np.abs((xy[..., 0] - cx) / ax) ** SUPERELLIPSE_P + np.abs((xy[..., 1] - cy) / ay) ** SUPERELLIPSE_P) ** (1 / SUPERELLIPSE_P)
     alpha = np.clip((1.0 - d) / (1.0 - FEATHER_START), 0.0, 1.0)
     rx0, ry0, rx1, ry1 = paste.region
     edge = np.minimum.reduce([xy[..., 0] - rx0, rx1 - xy[..., 0], xy[..., 1] - ry0, ry1 - xy[..., 1]]) * paste.scale
-    return (alpha * np.clip(edge / EDGE_FEATHER_PX, 0.0, 1.0)).astype(np.float32)
+    alpha = alpha * np.clip(edge / min(EDGE_FEATHER_PX, EDGE_FEATHER_PHOTO_PX * paste.scale), 0.0, 1.0)
+    if keep is not None:
+        alpha = alpha * keep.sample(xy)
+    return alpha.astype(np.float32)
 
 
-def composite(background: np.ndarray, photo: np.ndarray, paste: Paste) -> np.ndarray:
+def composite(background: np.ndarray, photo: np.ndarray, paste: Paste, keep: KeepMap | None = None) -> np.ndarray:
     """The background ``(H, W, 3)`` uint8 with the object pasted; a new uint8 array.
 
     The photo ``(h, w, 3)`` uint8 is resampled over the output window only (Lanczos when
-    shrinking, bicubic when enlarging) and blended with :func:`mask_alpha`.
+    shrinking, bicubic when enlarging) and blended with :func:`mask_alpha` (with ``keep``).
     """
     out = background.copy()
     size_wh = (background.shape[1], background.shape[0])
@@ -111,7 +179,7 @@ def composite(background: np.ndarray, photo: np.ndarray, paste: Paste) -> np.nda
     patch = np.asarray(Image.fromarray(photo).resize((j1 - j0, i1 - i0), method, box=box), dtype=np.float32)
     gx, gy = np.meshgrid(np.arange(j0, j1) + 0.5, np.arange(i0, i1) + 0.5)
     src = np.stack([rx + (gx - ox) / s, ry + (gy - oy) / s], axis=-1)
-    alpha = mask_alpha(paste, (photo.shape[1], photo.shape[0]), src)[..., None]
+    alpha = mask_alpha(paste, (photo.shape[1], photo.shape[0]), src, keep)[..., None]
     under = out[i0:i1, j0:j1].astype(np.float32)
     out[i0:i1, j0:j1] = np.clip(alpha * patch + (1 - alpha) * under + 0.5, 0, 255).astype(np.uint8)
     return out

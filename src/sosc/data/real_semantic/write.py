@@ -30,13 +30,13 @@ import numpy as np
 from PIL import Image
 
 from sosc.data.real_semantic.annotations import Annotations, Instance, load_annotations
-from sosc.data.real_semantic.compose import background_view, composite
+from sosc.data.real_semantic.compose import KeepMap, background_view, composite, instance_keep
 from sosc.data.real_semantic.pairs import PairPlan, PastedView, plan_split, size_bin
 from sosc.data.real_semantic.photos import PhotoCache
 from sosc.errors import ConfigError, DatasetError
 
 #: Bumped whenever the generated content changes for the same parameters and annotations.
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 GENERATOR_NAME = "sosc.data.real_semantic"
 MARKER_NAME = ".sosc-complete.json"
 JPEG_QUALITY = 92
@@ -56,8 +56,8 @@ class RealSemanticSpec:
     """
 
     seed: int = 0
-    val_repeats: int = 4
-    test_repeats: int = 2
+    val_repeats: int = 2
+    test_repeats: int = 1
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -114,7 +114,7 @@ def _check_existing(root: Path, want: dict) -> bool:
     return False
 
 
-def generate_real_semantic(root: str | Path, seed: int = 0, *, val_repeats: int = 4, test_repeats: int = 2) -> Path:
+def generate_real_semantic(root: str | Path, seed: int = 0, *, val_repeats: int = 2, test_repeats: int = 1) -> Path:
     """Write the real-semantic evaluation set in the SPair-71k layout under ``root``.
 
     Returns at once when ``root`` already holds the set made with the same parameters and
@@ -205,10 +205,12 @@ def _write_photo(out: Path, inst: Instance, photos: PhotoCache, ann: Annotations
     return written
 
 
-def _write_pasted(out: Path, stem: str, inst: Instance, view: PastedView, photos: PhotoCache, ann: Annotations) -> _Written:
+def _write_pasted(
+    out: Path, stem: str, inst: Instance, view: PastedView, photos: PhotoCache, ann: Annotations, keep: KeepMap | None
+) -> _Written:
     photo = photos.get(ann.photos[inst.photo])
     bg = background_view(photos.get(ann.photos[view.background]), view.size_wh, np.random.default_rng(list(view.bg_seed)))
-    img = composite(bg, photo, view.paste)
+    img = composite(bg, photo, view.paste, keep)
     (out / "JPEGImages" / inst.category / f"{stem}.jpg").write_bytes(_jpeg(img))
     kps = view.paste.map_points(inst.kps)
     kps[~_inside(kps, view.size_wh)] = np.nan
@@ -216,11 +218,15 @@ def _write_pasted(out: Path, stem: str, inst: Instance, view: PastedView, photos
     box, clipped = _int_box(obj, view.size_wh)
     written = _Written(stem, view.size_wh, kps, box, clipped or inst.truncated, inst.occluded,
                        float(np.max(obj[2:] - obj[:2]) / max(view.size_wh)))
-    _write_image_annotation(out, inst, written, photo=inst.photo, background=view.background, view=view)
+    _write_image_annotation(out, inst, written, photo=inst.photo, background=view.background, view=view,
+                            removed=keep.removed if keep is not None else ())
     return written
 
 
-def _write_image_annotation(out: Path, inst: Instance, w: _Written, *, photo: str, background: str | None, view: PastedView | None) -> None:
+def _write_image_annotation(
+    out: Path, inst: Instance, w: _Written, *, photo: str, background: str | None, view: PastedView | None,
+    removed: tuple[str, ...] = (),
+) -> None:
     annotation = {
         "filename": f"{w.stem}.jpg",
         "category": inst.category,
@@ -236,7 +242,7 @@ def _write_image_annotation(out: Path, inst: Instance, w: _Written, *, photo: st
         "background_photo": background,
         "paste": None if view is None else {
             "scale": view.paste.scale, "origin": list(view.paste.origin), "offset": list(view.paste.offset),
-            "kp_bin": view.bin,
+            "kp_bin": view.bin, "removed_instances": list(removed),
         },
     }
     (out / "ImageAnnotation" / inst.category / f"{w.stem}.json").write_text(json.dumps(annotation, indent=1) + "\n")
@@ -246,13 +252,16 @@ def _flag(value: float, thresholds: tuple[float, float]) -> int:
     return int(np.searchsorted(thresholds, value, side="right"))
 
 
-def _write_pair(out: Path, split: str, plan: PairPlan, photos: PhotoCache, ann: Annotations, done: dict[str, _Written]) -> str:
+def _write_pair(
+    out: Path, split: str, plan: PairPlan, photos: PhotoCache, ann: Annotations, done: dict[str, _Written],
+    keeps: dict[str, KeepMap | None],
+) -> str:
     src, trg = ann.instances[plan.src], ann.instances[plan.trg]
     if plan.kind == "photo":
         ws, wt = _write_photo(out, src, photos, ann, done), _write_photo(out, trg, photos, ann, done)
     else:
-        ws = _write_pasted(out, f"{plan.category}_{split}_{plan.index:05d}_0", src, plan.src_view, photos, ann)
-        wt = _write_pasted(out, f"{plan.category}_{split}_{plan.index:05d}_1", trg, plan.trg_view, photos, ann)
+        ws = _write_pasted(out, f"{plan.category}_{split}_{plan.index:05d}_0", src, plan.src_view, photos, ann, keeps[src.name])
+        wt = _write_pasted(out, f"{plan.category}_{split}_{plan.index:05d}_1", trg, plan.trg_view, photos, ann, keeps[trg.name])
     ids = np.array(plan.kps_ids, dtype=int)
     for w in (ws, wt):
         if not _inside(w.kps[ids], w.size_wh).all():
@@ -309,9 +318,10 @@ def write_all(out: Path, spec: RealSemanticSpec, ann: Annotations) -> None:
     for inst in ann.instances.values():
         arr = photos.get(ann.photos[inst.photo])
         sizes[inst.photo] = (arr.shape[1], arr.shape[0])
+    keeps = {name: instance_keep(ann, name, sizes[inst.photo]) for name, inst in ann.instances.items()}
     done: dict[str, _Written] = {}
     for split in SPLITS:
-        lines = [_write_pair(out, split, plan, photos, ann, done) for plan in plan_split(ann, split, spec.seed, spec.repeats(split), sizes)]
+        lines = [_write_pair(out, split, plan, photos, ann, done, keeps) for plan in plan_split(ann, split, spec.seed, spec.repeats(split), sizes)]
         (out / "Layout" / "large" / f"{split}.txt").write_text("".join(f"{line}\n" for line in lines))
 
 
