@@ -66,6 +66,16 @@ def build_matcher(ckpt: str | None, backbone: str, strides: Sequence[int]):
     return FeatureMatcher(backbone, pretrained="package", strides=tuple(strides)).eval()
 
 
+def inliers(points: torch.Tensor, valid: torch.Tensor, k: float = 2.5) -> torch.Tensor:
+    """``(B, N)`` bool: valid points within ``k`` times the median distance of the valid points
+    from their median (a robust box of predictions that ignores stray keypoints)."""
+    big = torch.where(valid[..., None], points, torch.full_like(points, float("nan")))
+    centre = big.nanmedian(dim=1).values[:, None]
+    dist = torch.linalg.vector_norm(points - centre, dim=-1)
+    med = torch.where(valid, dist, torch.full_like(dist, float("nan"))).nanmedian(dim=1).values[:, None]
+    return valid & (dist <= k * med.clamp_min(1.0))
+
+
 def reverse(matcher, src_img, trg_img, pred, valid, src_win, trg_win, size):
     """Match predicted target keypoints (original px) back to the source (original px)."""
     back, _ = match_in_windows(matcher, trg_img, src_img, pred, valid, trg_win, src_win, size)
@@ -123,10 +133,11 @@ def sweep(matcher, dataset, meta, settings: dict[str, dict], size: int, batch: i
         back1 = reverse(matcher, src_img, trg_img, plain, valid, full_s, full_t, size) if cycle else None
         src_box = kbc_box(src_kps, valid, cfg.margin, cfg.min_margin)
         pred_box = kbc_box(plain, valid, cfg.margin, cfg.min_margin)
+        trimmed_box = kbc_box(plain, valid & inliers(plain, valid), cfg.margin, cfg.min_margin)
         gt_box = kbc_box(gt, valid, cfg.margin, cfg.min_margin)
         per_setting = {}
         for name, setting in settings.items():
-            trg_box = gt_box if setting.get("target") == "oracle" else pred_box
+            trg_box = {"oracle": gt_box, "trim": trimmed_box}.get(setting.get("target"), pred_box)
             src_win, trg_win, st, tt = windows_for(setting, src_box, trg_box, src_size, trg_size, size)
             changed = (src_win != full_s).any(-1) | (trg_win != full_t).any(-1)
             kps2, conf2, back2 = plain.clone(), None if conf1 is None else conf1.clone(), None
@@ -173,11 +184,14 @@ def sweep(matcher, dataset, meta, settings: dict[str, dict], size: int, batch: i
 def default_settings() -> dict[str, dict]:
     s = {"fill0.7": {"rho": 0.7, "min_zoom": 1.4, "s_max": 4.0}}  # METHOD.md: tau 0.5, rho 0.7
     s["fill0.7_guard"] = {"rho": 0.7, "min_zoom": 1.4, "s_max": 4.0, "trg_context": 0.5 / 0.7}
-    for px in (48, 64, 96, 128):
-        for s_max in (4.0, 8.0):
-            s[f"px{px}_s{s_max:g}"] = {"px": px, "min_zoom": 1.25, "s_max": s_max}
-    s["px96_s8_match"] = {"px": 96, "min_zoom": 1.25, "s_max": 8.0, "match": True}
-    s["px96_s8_oracle"] = {"px": 96, "min_zoom": 1.25, "s_max": 8.0, "target": "oracle"}
+    s["fill0.7_trim"] = {"rho": 0.7, "min_zoom": 1.4, "s_max": 4.0, "target": "trim"}
+    for px in (64, 96, 128):
+        s[f"px{px}"] = {"px": px, "min_zoom": 1.25, "s_max": 4.0}
+    for px in (64, 96):
+        s[f"px{px}_match"] = {"px": px, "min_zoom": 1.25, "s_max": 4.0, "match": True}
+        s[f"px{px}_trim"] = {"px": px, "min_zoom": 1.25, "s_max": 4.0, "target": "trim"}
+        s[f"px{px}_trim_match"] = {"px": px, "min_zoom": 1.25, "s_max": 4.0, "target": "trim", "match": True}
+    s["px96_oracle"] = {"px": 96, "min_zoom": 1.25, "s_max": 4.0, "target": "oracle"}
     return s
 
 

@@ -26,7 +26,7 @@ def rules(pair: dict, s: dict) -> dict[str, torch.Tensor]:
     p1, p2 = pair["plain"], s["kps"]
     out = {"plain": p1, "zoom": p2}
     if not s["zoomed"]:
-        for name in ("cycle", "cycle_t", "conf", "best"):
+        for name in ("cycle", "conf", "best", *(f"cycle{k}_t{t:g}" for k in ("", "2") for t in (0.05, 0.1, 0.2, 0.3))):
             out[name] = p1
         return out
     err1 = torch.linalg.vector_norm(p1 - pair["gt"], dim=-1)
@@ -37,7 +37,9 @@ def rules(pair: dict, s: dict) -> dict[str, torch.Tensor]:
         c1 = torch.linalg.vector_norm(pair["back1"] - pair["src"], dim=-1) / src_side
         c2 = torch.linalg.vector_norm(s["back"] - pair["src"], dim=-1) / src_side
         out["cycle"] = torch.where((c2 <= c1)[:, None], p2, p1)
-        out["cycle_t"] = torch.where(((c2 <= c1) | (c2 < 0.1))[:, None], p2, p1)
+        for t in (0.05, 0.1, 0.2, 0.3):
+            out[f"cycle_t{t:g}"] = torch.where(((c2 <= c1) | (c2 < t))[:, None], p2, p1)
+            out[f"cycle2_t{t:g}"] = torch.where((c2 < t)[:, None], p2, p1)
     if pair.get("conf1") is not None and s.get("conf") is not None:
         out["conf"] = torch.where((s["conf"] >= pair["conf1"])[:, None], p2, p1)
     return out
@@ -62,7 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("cache")
     parser.add_argument("--alpha", type=float, default=0.1)
-    parser.add_argument("--rules", nargs="+", default=["plain", "zoom", "cycle", "cycle_t", "conf", "best"])
+    parser.add_argument("--rules", nargs="+", default=["plain", "zoom", "cycle", "cycle_t0.1", "cycle2_t0.1", "conf", "best"])
     opts = parser.parse_args()
     data = torch.load(opts.cache, weights_only=False)
     result = score(data, opts.alpha)

@@ -1,4 +1,4 @@
-"""Windows: point maps, resampling, boxes (the basics; property tests live in test_kbc.py)."""
+"""Windows: point maps, resampling, boxes (the basics; property tests live in kbc/test_windows.py)."""
 
 import pytest
 import torch

@@ -51,10 +51,10 @@ class PCKReport(Callback):
             return
         self.written = []
         for report in getattr(pl_module, "test_reports", []):
-            csv_path, md_path = write_report(report.result, report.title, folder, stem=report.stem)
+            csv_path, md_path = write_report(report.result, report.title, folder, stem=report.stem, note=report.note)
             self.written += [csv_path, md_path]
             if not self.quiet:
-                print("\n" + markdown(report.result, report.title))
+                print("\n" + markdown(report.result, report.title, note=report.note))
                 print(f"report written to {csv_path} and {md_path}")
 
 

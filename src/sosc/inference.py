@@ -10,6 +10,7 @@ In Python: :func:`sosc.checkpoint.load_module` and :func:`match_pair`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +22,7 @@ import torch
 from sosc.checkpoint import load_module
 from sosc.data.images import read_image
 from sosc.errors import ShapeError, SoscError
-from sosc.kbc import KBCConfig, KBCWrapper
+from sosc.kbc import REASONS, KBCConfig, KBCWrapper
 
 
 def load_image(path: str | Path) -> torch.Tensor:
@@ -64,8 +65,10 @@ def match_pair(
 
     Returns a JSON-ready dict: ``kps`` ``N x [x, y]`` original target pixels (with KBC, unless
     ``kbc.enabled`` is false), ``plain_kps`` (without KBC), ``confidence`` (or ``None``),
-    ``kbc`` (``refined``: pass 2 ran; ``fallback``: the pred-box guard kept pass 1;
-    ``src_window``, ``trg_window`` as ``[x0, y0, x1, y1]``).
+    ``kbc`` (``reason``: why the pair zoomed or not, :data:`sosc.kbc.plan.REASONS`;
+    ``refined``: pass 2 ran; ``from_pass2``: per keypoint, whether ``kps`` comes from pass 2;
+    ``counts``: :meth:`sosc.kbc.KBCOutput.counts`; ``src_window``, ``trg_window`` as
+    ``[x0, y0, x1, y1]``; ``options``: the KBC configuration used).
     """
     for name, img in (("src_img", src_img), ("trg_img", trg_img)):
         if img.dim() != 3 or img.shape[0] != 3:
@@ -96,10 +99,13 @@ def match_pair(
         "kbc": {
             "enabled": config.enabled,
             "target": config.target,
+            "reason": REASONS[int(info.reason[0])],
             "refined": bool(info.refined[0]),
-            "fallback": bool(info.fallback[0]),
+            "from_pass2": [bool(v) for v in info.from_pass2[0].cpu()],
+            "counts": info.counts(),
             "src_window": rows(info.src_window)[0],
             "trg_window": rows(info.trg_window)[0],
+            "options": dataclasses.asdict(config),
         },
         "trg_size": [int(trg_img.shape[-1]), int(trg_img.shape[-2])],
     }
@@ -131,6 +137,44 @@ def plot_pair(src_img: torch.Tensor, trg_img: torch.Tensor, src_kps: torch.Tenso
     plt.close(fig)
 
 
+#: KBCConfig fields ``sosc-match`` does not offer: a custom pair has no annotations to aim at,
+#: and there is no training.
+_NOT_OPTIONS = ("enabled", "target", "train_p")
+
+
+def add_kbc_options(parser: argparse.ArgumentParser) -> None:
+    """``--kbc.<field>`` for every field of :class:`~sosc.kbc.KBCConfig` (as ``sosc``'s
+    ``--model.kbc.<field>``), with its type and default."""
+    group = parser.add_argument_group("KBC options (sosc.KBCConfig, docs/METHOD.md)")
+    for field in dataclasses.fields(KBCConfig):
+        if field.name in _NOT_OPTIONS:
+            continue
+        default = field.default
+        kind = {bool: _boolean, float: float, int: int}.get(type(default), str)
+        if field.name == "zoom_px":
+            kind = _optional_float
+        group.add_argument(f"--kbc.{field.name}", dest=f"kbc_{field.name}", type=kind, default=default,
+                           metavar=field.name.upper(), help=f"default {default}")
+
+
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value in ("true", "1", "yes")
+
+
+def _optional_float(text: str) -> float | None:
+    return None if text.strip().lower() in ("none", "null") else float(text)
+
+
+def kbc_config_from(opts: argparse.Namespace, enabled: bool = True) -> KBCConfig:
+    """The :class:`~sosc.kbc.KBCConfig` of ``sosc-match``'s ``--kbc.*`` options (target ``pred-box``)."""
+    values = {f.name: getattr(opts, f"kbc_{f.name}") for f in dataclasses.fields(KBCConfig)
+              if f.name not in _NOT_OPTIONS}
+    return KBCConfig(enabled=enabled, target="pred-box", train_p=0.0, **values)
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """``sosc-match``: see the module docstring and ``sosc-match --help``. Returns the result."""
     parser = argparse.ArgumentParser(prog="sosc-match", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -144,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     kps.add_argument("--kps", help="source keypoints, original pixels: 'x,y x,y ...' or '[[x, y], ...]'")
     kps.add_argument("--kps-file", help="JSON file with [[x, y], ...]")
     parser.add_argument("--no-kbc", action="store_true", help="plain matching only")
+    add_kbc_options(parser)
     parser.add_argument("--input-size", type=int, default=None, help="network input side (default: the checkpoint's, 256 for --matcher)")
     parser.add_argument("--device", default="cpu", help="e.g. cuda (default cpu)")
     parser.add_argument("--out", default=None, help="JSON output file (default: print)")
@@ -157,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
         matcher, input_size = FeatureMatcher(pretrained="package").eval(), opts.input_size or 256
     # object-bbox and oracle need annotations that a custom pair lacks
-    config = KBCConfig(target="pred-box", enabled=not opts.no_kbc)
+    config = kbc_config_from(opts, enabled=not opts.no_kbc)
     matcher = matcher.to(opts.device) if hasattr(matcher, "to") else matcher
     src_img, trg_img = load_image(opts.src), load_image(opts.trg)
     text = Path(opts.kps_file).read_text() if opts.kps_file else opts.kps

@@ -231,3 +231,73 @@ class PCK(Metric):
                     out[f"pck@{k}/{name}={self._label(name, value)}"] = float(frac[m, i].mean())
                     out[f"pairs/{name}={self._label(name, value)}"] = float(m.sum())
         return out
+
+
+class KBCDecisions(Metric):
+    """What KBC decided over an evaluation: pairs by reason, keypoints by the pass they kept.
+
+    ``update(info, valid, ids)`` takes a :class:`~sosc.kbc.KBCOutput`, the ``(B, N)`` valid
+    mask and ``(B,)`` pair ids; ``compute()`` returns counts keyed as
+    :meth:`sosc.kbc.KBCOutput.counts` (``pairs``, ``pairs <reason>`` for each of
+    :data:`sosc.kbc.plan.REASONS`, ``keypoints``, ``keypoints zoomed, pass 2 kept``,
+    ``keypoints zoomed, pass 1 kept``). A pair id seen twice (a distributed sampler's padding)
+    counts once, so the distributed result equals the single-process one.
+    """
+
+    full_state_update = False
+    is_differentiable = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.add_state("reason", default=[], dist_reduce_fx="cat")  # (P,)
+        self.add_state("valid", default=[], dist_reduce_fx="cat")  # (P,) valid keypoints
+        self.add_state("zoomed_pass2", default=[], dist_reduce_fx="cat")  # (P,)
+        self.add_state("zoomed_pass1", default=[], dist_reduce_fx="cat")  # (P,)
+        self.add_state("ids", default=[], dist_reduce_fx="cat")  # (P,)
+
+    def update(self, info, valid: torch.Tensor, ids: torch.Tensor | None = None) -> None:
+        batch = valid.shape[0]
+        ids = torch.full((batch,), -1, dtype=torch.long, device=valid.device) if ids is None else \
+            torch.as_tensor(ids, device=valid.device).long().reshape(batch)
+        zoomed = valid & info.refined[:, None].to(valid.device)
+        pass2 = info.from_pass2.to(valid.device)
+        self.reason.append(info.reason.to(valid.device).long())
+        self.valid.append(valid.sum(-1))
+        self.zoomed_pass2.append((zoomed & pass2).sum(-1))
+        self.zoomed_pass1.append((zoomed & ~pass2).sum(-1))
+        self.ids.append(ids)
+
+    def compute(self) -> dict[str, int]:
+        from sosc.kbc.plan import REASONS
+
+        reason = _cat(self.reason)
+        if reason is None or reason.numel() == 0:
+            return {"pairs": 0}
+        keep = first_occurrence(_cat(self.ids).reshape(len(reason)))
+        reason = reason[keep]
+        out = {"pairs": int(keep.sum())}
+        for code, name in enumerate(REASONS):
+            out[f"pairs {name}"] = int((reason == code).sum())
+        out["keypoints"] = int(_cat(self.valid)[keep].sum())
+        out["keypoints zoomed, pass 2 kept"] = int(_cat(self.zoomed_pass2)[keep].sum())
+        out["keypoints zoomed, pass 1 kept"] = int(_cat(self.zoomed_pass1)[keep].sum())
+        return out
+
+
+def decisions_line(counts: dict[str, int]) -> str:
+    """One line that says what KBC decided (for reports and logs).
+
+    >>> decisions_line({"pairs": 10, "pairs zoomed": 6, "pairs large enough": 4, "pairs no box": 0,
+    ...                 "pairs kbc off": 0, "keypoints": 50, "keypoints zoomed, pass 2 kept": 28,
+    ...                 "keypoints zoomed, pass 1 kept": 2})
+    'KBC zoomed 6 of 10 pairs (4 large enough, 0 without a box); of their 30 keypoints 28 kept pass 2 and 2 kept pass 1 (the choice); the other 20 keypoints are pass 1 (no zoom)'
+    """
+    pairs = counts.get("pairs", 0)
+    if counts.get("pairs kbc off", 0) == pairs:
+        return f"KBC off: all {pairs} pairs are pass 1"
+    kept2 = counts.get("keypoints zoomed, pass 2 kept", 0)
+    kept1 = counts.get("keypoints zoomed, pass 1 kept", 0)
+    rest = counts.get("keypoints", 0) - kept2 - kept1
+    return (f"KBC zoomed {counts.get('pairs zoomed', 0)} of {pairs} pairs ({counts.get('pairs large enough', 0)} "
+            f"large enough, {counts.get('pairs no box', 0)} without a box); of their {kept2 + kept1} keypoints "
+            f"{kept2} kept pass 2 and {kept1} kept pass 1 (the choice); the other {rest} keypoints are pass 1 (no zoom)")

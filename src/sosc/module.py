@@ -46,7 +46,7 @@ from sosc.geometry import Size, as_size
 from sosc.kbc import KBCConfig, KBCOutput, KBCWrapper
 from sosc.losses import keypoint_epe
 from sosc.matchers.base import Matcher, check_input_size, keypoints_of, matcher_input_multiple
-from sosc.metrics import PCK
+from sosc.metrics import PCK, KBCDecisions, decisions_line
 from sosc.types import PairBatch
 
 #: Labels of the ``size`` breakdown of reports (SPair-71k's classes, plus pairs without a box).
@@ -61,6 +61,7 @@ class EvalReport:
     stem: str
     title: str
     result: dict[str, float]
+    note: str = ""
 
 
 def as_kbc_config(kbc: KBCConfig | Mapping[str, Any] | None) -> KBCConfig:
@@ -153,6 +154,7 @@ class CorrespondenceModule(L.LightningModule):
             PCK(self.alphas, categories=self.categories, groups=self.groups, group_labels={"size": SIZE_LABELS})
             for _ in range(3)
         )
+        self.kbc_decisions = KBCDecisions()
 
     def check_input_size(self, data_input_size: int | Sequence[int]) -> None:
         """Raise :class:`ConfigError` before any work when the data module's input size differs from
@@ -263,6 +265,7 @@ class CorrespondenceModule(L.LightningModule):
         info = self.predict_kbc(batch)
         self._update(self.test_pck, batch, info.kps)
         self._update(self.test_pck_plain, batch, info.plain_kps)
+        self.kbc_decisions.update(info, batch["valid"], batch.get("index"))
 
     @property
     def headline_keys(self) -> list[str]:
@@ -294,9 +297,17 @@ class CorrespondenceModule(L.LightningModule):
         if self.kbc_config.enabled:
             reports.append(EvalReport("test_plain", "pck_plain", "PCK without KBC (pass 1 of the same run)",
                                       self.test_pck_plain.compute()))
-        reports.append(EvalReport(self.test_prefix, self.report_stem, self.test_title, self.test_pck.compute()))
+        note = ""
+        if self.kbc_config.enabled:
+            counts = self.kbc_decisions.compute()
+            note = decisions_line(counts)
+            for key in ("pairs zoomed", "keypoints zoomed, pass 2 kept", "keypoints zoomed, pass 1 kept"):
+                self.log(f"{self.test_prefix}_kbc/{key.replace(' ', '_').replace(',', '')}", float(counts.get(key, 0)),
+                         rank_zero_only=True)
+        reports.append(EvalReport(self.test_prefix, self.report_stem, self.test_title, self.test_pck.compute(), note))
         self.test_pck.reset()
         self.test_pck_plain.reset()
+        self.kbc_decisions.reset()
         for report in reports:
             for key in (*self.headline_keys, "pairs", "keypoints"):
                 if key in report.result:

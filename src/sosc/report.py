@@ -37,13 +37,16 @@ def rows(result: Mapping[str, float]) -> list[dict[str, str]]:
     return out
 
 
-def markdown(result: Mapping[str, float], title: str) -> str:
-    """A Markdown table with PCK x 100, one line per subset."""
+def markdown(result: Mapping[str, float], title: str, note: str = "") -> str:
+    """A Markdown table with PCK x 100, one line per subset; ``note`` (e.g. what KBC decided)
+    goes under the counts."""
     alphas, _ = split_keys(result)
     table = rows(result)
     head = ["subset", "pairs"] + [f"PCK@{a}" for a in alphas]
     lines = [f"### {title}", "", f"pairs: {int(result.get('pairs', 0))}, keypoints: {int(result.get('keypoints', 0))}, "
              f"skipped: {int(result.get('skipped', 0))}", ""]
+    if note:
+        lines += [note, ""]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
     for row in table:
@@ -55,7 +58,9 @@ def markdown(result: Mapping[str, float], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(result: Mapping[str, float], title: str, folder: Path, stem: str = "pck") -> tuple[Path, Path]:
+def write_report(
+    result: Mapping[str, float], title: str, folder: Path, stem: str = "pck", note: str = ""
+) -> tuple[Path, Path]:
     """Write ``<stem>.csv`` and ``<stem>.md`` into ``folder`` (atomically); return their paths."""
     folder.mkdir(parents=True, exist_ok=True)
     table = rows(result)
@@ -68,6 +73,6 @@ def write_report(result: Mapping[str, float], title: str, folder: Path, stem: st
         writer.writerows(table)
     tmp.replace(csv_path)
     tmp = md_path.with_suffix(".md.tmp")
-    tmp.write_text(markdown(result, title))
+    tmp.write_text(markdown(result, title, note))
     tmp.replace(md_path)
     return csv_path, md_path

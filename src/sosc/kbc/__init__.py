@@ -8,18 +8,22 @@ image ``(0, 0, W, H)``.
 Modules, each one idea:
 
 - :mod:`sosc.kbc.config`: :class:`KBCConfig`, every option and its default;
-- :mod:`sosc.kbc.windows`: steps 1-3 (box, trigger, window) and train-time windows;
+- :mod:`sosc.kbc.windows`: steps 1-3 (box, trigger, window), the scale-aware zoom and one
+  scale per pair, train-time windows;
 - :mod:`sosc.kbc.passes`: matching through windows (pass 1 and pass 2);
-- :mod:`sosc.kbc.plan`: which pairs zoom, the ``pred-box`` guard, the merge;
+- :mod:`sosc.kbc.plan`: the target box, which pairs zoom and why, the merge;
+- :mod:`sosc.kbc.choice`: which pass each keypoint keeps;
 - :mod:`sosc.kbc.wrapper`: :class:`KBCWrapper` around any matcher.
 
 Importing this package loads neither Lightning nor the data readers.
 """
 
+from sosc.kbc.choice import choose_pass2, cycle_errors
 from sosc.kbc.config import TARGETS, KBCConfig, Target, check_kbc_options
 from sosc.kbc.passes import match_in_windows, match_plain
-from sosc.kbc.plan import WindowPlan, merge_pass2, plan_windows, pred_box_fallback, target_box
+from sosc.kbc.plan import REASONS, WindowPlan, merge_pass2, plan_windows, target_box
 from sosc.kbc.windows import (
+    fill_ratio,
     grow_box,
     kbc_box,
     kbc_train_windows,
@@ -27,10 +31,15 @@ from sosc.kbc.windows import (
     kbc_window,
     kbc_windows,
     kbc_windows_for_points,
+    match_window_scales,
+    pair_windows,
+    robust_inliers,
+    zoom_params,
 )
 from sosc.kbc.wrapper import KBCOutput, KBCWrapper, kbc_config
 
 __all__ = [
+    "REASONS",
     "TARGETS",
     "KBCConfig",
     "KBCOutput",
@@ -38,6 +47,9 @@ __all__ = [
     "Target",
     "WindowPlan",
     "check_kbc_options",
+    "choose_pass2",
+    "cycle_errors",
+    "fill_ratio",
     "grow_box",
     "kbc_box",
     "kbc_config",
@@ -48,8 +60,11 @@ __all__ = [
     "kbc_windows_for_points",
     "match_in_windows",
     "match_plain",
+    "match_window_scales",
     "merge_pass2",
+    "pair_windows",
     "plan_windows",
-    "pred_box_fallback",
+    "robust_inliers",
     "target_box",
+    "zoom_params",
 ]

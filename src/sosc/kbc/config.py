@@ -2,9 +2,10 @@
 
 :class:`KBCConfig` is what :class:`~sosc.kbc.KBCWrapper`, the LightningModule
 (``model.kbc``), the data modules' train-time KBC (``data.init_args.kbc``, linked from
-``model.kbc`` by the ``sosc`` CLI) and ``sosc-match`` all take. The functions of
-:mod:`sosc.kbc.windows` take the same numbers as keyword arguments whose defaults are read
-from this class (``rho: float = KBCConfig.rho``), so each default exists once.
+``model.kbc`` by the ``sosc`` CLI) and ``sosc-match`` (``--kbc.<field>``) all take. The
+functions of :mod:`sosc.kbc.windows` take the same numbers as keyword arguments whose
+defaults are read from this class (``rho: float = KBCConfig.rho``), so each default exists
+once. ``docs/METHOD.md`` says which defaults are our choice and how they were chosen.
 """
 
 from __future__ import annotations
@@ -17,11 +18,17 @@ from sosc.errors import ConfigError
 
 Target = Literal["pred-box", "object-bbox", "oracle"]
 TARGETS: tuple[str, ...] = ("pred-box", "object-bbox", "oracle")
+Choice = Literal["pass2", "cycle"]
+CHOICES: tuple[str, ...] = ("pass2", "cycle")
+PredBox = Literal["all", "robust"]
+PRED_BOXES: tuple[str, ...] = ("all", "robust")
 
 
 @dataclass
 class KBCConfig:
-    """The options of KBC, with ``docs/METHOD.md``'s defaults (all "our choice" unless noted).
+    """The options of KBC (``docs/METHOD.md``; every default is our choice unless noted).
+
+    Which window each image gets:
 
     Attributes:
         enabled: KBC at evaluation time (``sosc test``/``predict``, ``sosc-match``,
@@ -31,23 +38,37 @@ class KBCConfig:
             pass-1 predictions, leak-free, the default), ``"object-bbox"`` (the annotated
             target object box) or ``"oracle"`` (ground-truth target keypoints: leaks the
             answer, for analysis only).
-        tau: trigger threshold on ``max(box_w, box_h) / max(W, H)``; ``0`` never triggers.
-        rho: fill ratio, the box's longer side over the window side (``0 < rho <= 1``).
+        zoom_px: **scale-aware zoom**: each image's window is chosen so that its grown keypoint
+            box spans about ``zoom_px`` network-input pixels along its longer side, the scale
+            the matcher's features work at, whatever the image and input sizes. ``None`` uses
+            METHOD.md's fixed fill ratio ``rho`` with trigger ``tau`` instead.
+        min_zoom: with ``zoom_px``, an image zooms only where its window is at least this many
+            times smaller than the whole image (smaller zooms are not worth a second pass).
+        tau: with ``zoom_px=None``: trigger threshold on ``max(box_w, box_h) / max(W, H)``;
+            ``0`` never triggers.
+        rho: with ``zoom_px=None``: fill ratio, the box's longer side over the window side
+            (``0 < rho <= 1``).
         margin: grow the box by this fraction of its side, per side and per axis.
         min_margin: ...but by at least this many original pixels per side.
         s_max: the window side is never below ``max(W, H) / s_max`` (the zoom cap).
+        match_scales: where one image of a pair cannot zoom as far as ``zoom_px`` asks (the cap,
+            or the image's edge), zoom the other one less, so that both keypoint boxes reach
+            the network at one scale.
+        pred_box: ``pred-box`` only: the box of ``"all"`` valid pass-1 predictions, or of the
+            ``"robust"`` ones (predictions farther than ``robust_k`` times the median distance
+            from their median are left out: a stray keypoint does not blow the window up).
+        robust_k: the ``"robust"`` box's outlier distance, in median distances.
+        pred_box_context: ``pred-box`` only: the target window's side is multiplied by this
+            (``>= 1``: more context around boxes predicted by an imperfect pass 1).
+        choice: which pass each keypoint of a zoomed pair keeps: ``"pass2"`` (the zoomed pass),
+            or ``"cycle"``: pass 1 where pass 1's forward-backward check passes
+            (``cycle_keep``) and pass 2's fails (``cycle_reject``); it costs two reverse
+            matcher passes on the zoomed pairs.
+        cycle_keep: ``choice="cycle"``: pass 1's prediction matched back to the source lands
+            within this fraction of the source keypoint box's side from its keypoint.
+        cycle_reject: ``choice="cycle"``: pass 2's lands farther than this fraction.
         train_p: training-time probability that a pair is cropped around its ground-truth
             keypoint boxes (:func:`~sosc.kbc.kbc_train_windows`); ``0`` never.
-        guard: ``pred-box`` only: use the more generous target window (``guard_rho``) and
-            fall back to pass 1 where pass 1 looks unreliable (below).
-        guard_rho: fill ratio of the target window under the guard (smaller = more context
-            around the predicted box; ``0.5`` gives a 1.4x larger window than ``rho=0.7``).
-        guard_min_confidence: fall back where the pass-1 mean confidence of the valid
-            keypoints is below this (only for matchers that return
-            ``MatchOutput.confidence``, a peak probability; ``0`` disables it).
-        guard_max_scale_ratio: fall back where the predicted target box's relative size
-            ``max(box side) / max(W, H)`` and the source box's differ by more than this
-            factor, either way (``inf`` disables it).
 
     Raises:
         ConfigError: naming the option and its valid range, for any value out of range.
@@ -55,25 +76,34 @@ class KBCConfig:
 
     enabled: bool = True
     target: Target = "pred-box"
+    zoom_px: float | None = 96.0
+    min_zoom: float = 1.25
     tau: float = 0.5
     rho: float = 0.7
     margin: float = 0.15
     min_margin: float = 8.0
     s_max: float = 4.0
+    match_scales: bool = True
+    pred_box: PredBox = "robust"
+    robust_k: float = 2.5
+    pred_box_context: float = 1.0
+    choice: Choice = "pass2"
+    cycle_keep: float = 0.2
+    cycle_reject: float = 0.5
     train_p: float = 0.5
-    guard: bool = True
-    guard_rho: float = 0.5
-    guard_min_confidence: float = 0.05
-    guard_max_scale_ratio: float = 3.0
 
     def __post_init__(self) -> None:
-        if self.target not in TARGETS:
-            raise ConfigError(f"KBC option target must be one of {TARGETS}, got {self.target!r}")
+        for name, value, allowed in (("target", self.target, TARGETS), ("choice", self.choice, CHOICES),
+                                     ("pred_box", self.pred_box, PRED_BOXES)):
+            if value not in allowed:
+                raise ConfigError(f"KBC option {name} must be one of {allowed}, got {value!r}")
         check_kbc_options(
             tau=self.tau, rho=self.rho, margin=self.margin, min_margin=self.min_margin, s_max=self.s_max,
-            train_p=self.train_p, guard_rho=self.guard_rho, guard_min_confidence=self.guard_min_confidence,
-            guard_max_scale_ratio=self.guard_max_scale_ratio,
+            train_p=self.train_p, min_zoom=self.min_zoom, robust_k=self.robust_k,
+            pred_box_context=self.pred_box_context, cycle_keep=self.cycle_keep, cycle_reject=self.cycle_reject,
         )
+        if self.zoom_px is not None:
+            check_kbc_options(zoom_px=self.zoom_px)
 
     @property
     def leaks_answer(self) -> bool:
@@ -85,13 +115,16 @@ class KBCConfig:
 _RANGES = {
     "tau": (lambda v: v >= 0.0, ">= 0 (0 never triggers)"),
     "rho": (lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
-    "guard_rho": (lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
+    "zoom_px": (lambda v: v > 0.0, "> 0 input pixels (or None for the fill ratio rho)"),
+    "min_zoom": (lambda v: v >= 1.0, ">= 1"),
     "margin": (lambda v: v >= 0.0, ">= 0"),
     "min_margin": (lambda v: v >= 0.0, ">= 0 pixels"),
     "s_max": (lambda v: v >= 1.0, ">= 1 (the largest zoom factor)"),
+    "robust_k": (lambda v: v > 0.0, "> 0 median distances"),
+    "pred_box_context": (lambda v: v >= 1.0, ">= 1"),
+    "cycle_keep": (lambda v: v >= 0.0, ">= 0 (a fraction of the source keypoint box's side)"),
+    "cycle_reject": (lambda v: v >= 0.0, ">= 0 (a fraction of the source keypoint box's side)"),
     "train_p": (lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]"),
-    "guard_min_confidence": (lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1] (0 disables it)"),
-    "guard_max_scale_ratio": (lambda v: v >= 1.0, "a factor >= 1 (inf disables it)"),
 }
 
 

@@ -149,9 +149,16 @@ def kbc_window(
     [48.0, 48.0, 128.0, 128.0]
     """
     check_kbc_options(rho=rho, s_max=s_max)
+    return _window(as_box(box), image_size_hw, input_size, rho, s_max)
+
+
+def _window(
+    box: torch.Tensor, image_size_hw: SizeLike, input_size: int | Sequence[int], rho: float | torch.Tensor,
+    s_max: float,
+) -> torch.Tensor:
+    """:func:`kbc_window` without the option checks; ``rho`` may be a ``(...)`` tensor."""
     s_h, s_w = as_size(input_size)
     aspect = s_w / s_h
-    box = as_box(box)
     hw = sizes_like(image_size_hw, box)
     box = clip_box(box, hw)
     height, width = hw[..., 0], hw[..., 1]
@@ -200,6 +207,129 @@ def kbc_windows(
     return torch.where(triggered[..., None], zoomed, full), triggered
 
 
+def zoom_params(config: KBCConfig, input_size: int | Sequence[int]) -> tuple[float, float]:
+    """The ``(tau, rho)`` of steps 2-3 that ``config`` amounts to at ``input_size``.
+
+    With the scale-aware zoom (``config.zoom_px``) the window is the one of fill ratio
+    ``rho = zoom_px / max(S_h, S_w)`` (the grown box's longer side then spans ``zoom_px`` input
+    pixels) and an image zooms where its window is at least ``min_zoom`` times smaller than the
+    whole image, i.e. ``tau = rho / min_zoom``. Otherwise METHOD.md's ``(tau, rho)``.
+
+    >>> zoom_params(KBCConfig(zoom_px=96.0, min_zoom=1.25), 256)
+    (0.3, 0.375)
+    >>> zoom_params(KBCConfig(zoom_px=None, tau=0.5, rho=0.7), 256)
+    (0.5, 0.7)
+    """
+    if config.zoom_px is None:
+        return config.tau, config.rho
+    rho = min(1.0, config.zoom_px / max(as_size(input_size)))
+    return rho / config.min_zoom, rho
+
+
+def fill_ratio(box: torch.Tensor, window: torch.Tensor, image_size_hw: SizeLike,
+               input_size: int | Sequence[int]) -> torch.Tensor:
+    """``(...)`` the fill ratio a window gives a (grown) box: ``max(box_w, a * box_h) / w`` of the
+    box clipped to the image, ``a = S_w / S_h`` (the ``rho`` that :func:`kbc_window` would need to
+    choose this window); NaN for a NaN box.
+
+    >>> float(fill_ratio(torch.tensor([0.0, 0.0, 40.0, 20.0]), torch.tensor([0.0, 0.0, 100.0, 100.0]), (200, 200), 64))
+    0.4
+    """
+    s_h, s_w = as_size(input_size)
+    box = clip_box(as_box(box), sizes_like(image_size_hw, as_box(box)))
+    side = torch.maximum(box[..., 2] - box[..., 0], (s_w / s_h) * (box[..., 3] - box[..., 1]))
+    return side / (window[..., 2] - window[..., 0])
+
+
+def match_window_scales(
+    src_box: torch.Tensor,
+    trg_box: torch.Tensor,
+    src_window: torch.Tensor,
+    trg_window: torch.Tensor,
+    src_size: SizeLike,
+    trg_size: SizeLike,
+    input_size: int | Sequence[int],
+    min_zoom: float = KBCConfig.min_zoom,
+    s_max: float = KBCConfig.s_max,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bring both windows of each pair to one scale: the image whose box fills more of its window
+    gets a larger window (a smaller zoom), so that both boxes fill the smaller of the two ratios.
+
+    Only ever zooms less: a window grows, up to the full image; a grown window that would zoom
+    less than ``min_zoom`` becomes the full image. Boxes and windows ``(B, 4)`` original pixels,
+    sizes ``(B, 2)`` ``(H, W)``. Pairs with a NaN box keep their windows. Returns the windows.
+    """
+    src_fill = fill_ratio(src_box, src_window, src_size, input_size)
+    trg_fill = fill_ratio(trg_box, trg_window, trg_size, input_size)
+    target = torch.minimum(src_fill, trg_fill)
+    out = []
+    for box, window, hw, fill in ((src_box, src_window, src_size, src_fill), (trg_box, trg_window, trg_size, trg_fill)):
+        hw = sizes_like(hw, window).expand(*window.shape[:-1], 2)
+        grow = torch.isfinite(target) & (fill > target * 1.0001)
+        rho = torch.where(grow, target, torch.ones_like(target)).clamp(1e-6, 1.0)
+        wider = _window(box, hw, input_size, rho, s_max)
+        full = full_windows(hw)
+        zoom = (full[..., 2] - full[..., 0]) / (wider[..., 2] - wider[..., 0])
+        wider = torch.where((zoom >= min_zoom)[..., None], wider, full)
+        out.append(torch.where(grow[..., None], wider, window))
+    return out[0], out[1]
+
+
+def robust_inliers(points: torch.Tensor, valid: torch.Tensor, k: float = KBCConfig.robust_k) -> torch.Tensor:
+    """``(B, N)`` bool: the valid points within ``k`` median distances of the points' median.
+
+    The median distance is floored at 1 pixel. Used for the ``robust`` pred-box: a stray
+    prediction does not blow the target window up. Pairs with fewer than 3 valid points keep
+    them all.
+
+    >>> pts = torch.tensor([[[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [2.0, 2.0], [90.0, 90.0]]])
+    >>> robust_inliers(pts, torch.ones(1, 5, dtype=torch.bool)).tolist()
+    [[True, True, True, True, False]]
+    """
+    nan = torch.full_like(points, float("nan"))
+    centre = torch.where(valid[..., None], points, nan).nanmedian(dim=-2).values
+    dist = torch.linalg.vector_norm(points - centre[..., None, :], dim=-1)
+    med = torch.where(valid, dist, torch.full_like(dist, float("nan"))).nanmedian(dim=-1).values
+    keep = valid & (dist <= k * med.clamp_min(1.0)[..., None])
+    few = valid.sum(-1) < 3
+    return torch.where(few[..., None], valid, keep)
+
+
+def pair_windows(
+    src_box: torch.Tensor,
+    trg_box: torch.Tensor,
+    src_size: SizeLike,
+    trg_size: SizeLike,
+    input_size: int | Sequence[int],
+    config: KBCConfig | None = None,
+    trg_context: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Steps 2-3 for both images of each pair with ``config``'s zoom (:func:`zoom_params`), the
+    target window ``trg_context`` times larger, and both brought to one scale where
+    ``config.match_scales`` (:func:`match_window_scales`).
+
+    Args:
+        src_box, trg_box: ``(B, 4)`` grown boxes, original pixels (NaN: no box).
+        src_size, trg_size: ``(B, 2)`` or ``(2,)`` original ``(H, W)``.
+        input_size: network input ``(S_h, S_w)`` or an int.
+        config: the options (default :class:`KBCConfig`).
+        trg_context: ``>= 1``, the target window's side factor (``pred-box``'s context).
+
+    Returns:
+        ``src_window``, ``trg_window`` ``(B, 4)``, and whether each image triggered ``(B,)``.
+    """
+    config = config or KBCConfig()
+    tau, rho = zoom_params(config, input_size)
+    src_win, src_trig = kbc_windows(src_box, src_size, input_size, tau, rho, config.s_max)
+    trg_win, trg_trig = kbc_windows(trg_box, trg_size, input_size, tau / trg_context, rho / trg_context,
+                                    config.s_max)
+    if config.match_scales:
+        min_zoom = config.min_zoom if config.zoom_px is not None else 1.0
+        src_win, trg_win = match_window_scales(src_box, trg_box, src_win, trg_win, src_size, trg_size, input_size,
+                                               min_zoom, config.s_max)
+    return src_win, trg_win, src_trig, trg_trig
+
+
 def kbc_windows_for_points(
     points: torch.Tensor,
     valid: torch.Tensor | None,
@@ -207,14 +337,16 @@ def kbc_windows_for_points(
     input_size: int | Sequence[int],
     config: KBCConfig | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Steps 1-3 from keypoints: :func:`kbc_box` then :func:`kbc_windows` with ``config``'s options.
+    """Steps 1-3 for one image from its keypoints: :func:`kbc_box`, then :func:`kbc_windows` with
+    ``config``'s zoom (:func:`zoom_params`).
 
     Shapes as in :func:`kbc_box` and :func:`kbc_windows` (``config.enabled`` is the
     caller's business: this always applies steps 1-3).
     """
     config = config or KBCConfig()
     box = kbc_box(points, valid, config.margin, config.min_margin)
-    return kbc_windows(box, image_size_hw, input_size, config.tau, config.rho, config.s_max)
+    tau, rho = zoom_params(config, input_size)
+    return kbc_windows(box, image_size_hw, input_size, tau, rho, config.s_max)
 
 
 def kbc_train_windows(
@@ -228,8 +360,8 @@ def kbc_train_windows(
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Training-time KBC: per pair, with probability ``config.train_p``, both images get the
-    KBC windows of their **ground-truth** keypoint boxes (steps 1-3, each image with its own
-    trigger), else both keep the full image.
+    KBC windows of their **ground-truth** keypoint boxes (:func:`pair_windows`: the zoom and
+    scale matching of test time), else both keep the full image.
 
     Works on one item (``src_kps`` ``(N, 2)``, ``valid`` ``(N,)``, sizes ``(2,)`` ->
     windows ``(4,)``) as a dataset's ``__getitem__`` needs, and on a batch (``(B, N, 2)``,
@@ -240,8 +372,8 @@ def kbc_train_windows(
         valid: keypoints present in both images (``None``: all).
         src_size, trg_size: original ``(H, W)``.
         input_size: network input ``(S_h, S_w)`` or an int.
-        config: KBC options (``train_p``, ``tau``, ``rho``, ...); ``train_p=0`` always gives
-            the full images (``enabled`` is about evaluation and plays no part here).
+        config: KBC options (``train_p``, the zoom, ...); ``train_p=0`` always gives the full
+            images (``enabled`` is about evaluation and plays no part here).
         generator: CPU ``torch.Generator`` for the draw (``None``: torch's global RNG,
             which DataLoader workers seed per worker).
 
@@ -250,10 +382,17 @@ def kbc_train_windows(
     """
     config = config or KBCConfig()
     check_shape("trg_kps", trg_kps, tuple(src_kps.shape))
+    one = src_kps.dim() == 2
+    if one:
+        src_kps, trg_kps = src_kps[None], trg_kps[None]
+        valid = None if valid is None else valid[None]
     lead = tuple(src_kps.shape[:-2])
     draw = torch.rand(lead, generator=generator).to(src_kps.device) < config.train_p
-    src_win, _ = kbc_windows_for_points(src_kps, valid, src_size, input_size, config)
-    trg_win, _ = kbc_windows_for_points(trg_kps, valid, trg_size, input_size, config)
-    src_full = full_windows(sizes_like(src_size, src_win).expand(*lead, 2))
-    trg_full = full_windows(sizes_like(trg_size, trg_win).expand(*lead, 2))
-    return torch.where(draw[..., None], src_win, src_full), torch.where(draw[..., None], trg_win, trg_full)
+    src_box = kbc_box(src_kps, valid, config.margin, config.min_margin)
+    trg_box = kbc_box(trg_kps, valid, config.margin, config.min_margin)
+    src_hw = sizes_like(src_size, src_box).expand(*lead, 2)
+    trg_hw = sizes_like(trg_size, trg_box).expand(*lead, 2)
+    src_win, trg_win, _, _ = pair_windows(src_box, trg_box, src_hw, trg_hw, input_size, config)
+    src_out = torch.where(draw[..., None], src_win, full_windows(src_hw))
+    trg_out = torch.where(draw[..., None], trg_win, full_windows(trg_hw))
+    return (src_out[0], trg_out[0]) if one else (src_out, trg_out)

@@ -3,8 +3,8 @@
 The flow of one batch: pass 1 (:func:`~sosc.kbc.passes.match_plain`) on the full images;
 the target box of the chosen mode (:func:`~sosc.kbc.plan.target_box`); both windows, the
 guard and the pairs that zoom (:func:`~sosc.kbc.plan.plan_windows`); pass 2
-(:func:`~sosc.kbc.passes.match_in_windows`) on those pairs only; the merge
-(:func:`~sosc.kbc.plan.merge_pass2`).
+(:func:`~sosc.kbc.passes.match_in_windows`) on those pairs only; which pass each keypoint
+keeps (:mod:`sosc.kbc.choice`); the merge (:func:`~sosc.kbc.plan.merge_pass2`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from sosc.errors import ConfigError, ShapeError, check_shape
-from sosc.geometry import as_size, image_sizes
+from sosc.geometry import as_size, full_windows, image_sizes
+from sosc.kbc.choice import choose_pass2, cycle_errors
 from sosc.kbc.config import KBCConfig
 from sosc.kbc.passes import (
     Images,
@@ -29,7 +30,7 @@ from sosc.kbc.passes import (
     match_plain,
     valid_or_all,
 )
-from sosc.kbc.plan import check_target_inputs, merge_pass2, plan_windows, target_box
+from sosc.kbc.plan import REASONS, check_target_inputs, merge_pass2, plan_windows, target_box
 from sosc.kbc.windows import kbc_box
 
 
@@ -44,10 +45,11 @@ class KBCOutput:
         src_window, trg_window: ``(B, 4)`` the windows that produced ``kps`` (full images
             where the pair kept pass 1).
         src_box, trg_box: ``(B, 4)`` the grown boxes that defined the windows (NaN: none).
-        src_triggered, trg_triggered: ``(B,)`` bool, KBC triggered on that image (before
-            the guard).
-        refined: ``(B,)`` bool, pass 2 ran on the pair and gave ``kps``.
-        fallback: ``(B,)`` bool, the ``pred-box`` guard kept pass 1 for the pair.
+        src_triggered, trg_triggered: ``(B,)`` bool, KBC triggered on that image.
+        refined: ``(B,)`` bool, pass 2 ran on the pair.
+        reason: ``(B,)`` int, why the pair did or did not zoom (:data:`sosc.kbc.plan.REASONS`).
+        from_pass2: ``(B, N)`` bool, the keypoint's ``kps`` come from pass 2 (valid keypoints
+            of zoomed pairs that the choice kept; :mod:`sosc.kbc.choice`).
         confidence: ``(B, N)`` the matcher's confidence of the kept pass, or ``None``.
         target: the target mode; ``"oracle"`` results leak the answer.
     """
@@ -61,7 +63,8 @@ class KBCOutput:
     src_triggered: torch.Tensor
     trg_triggered: torch.Tensor
     refined: torch.Tensor
-    fallback: torch.Tensor
+    reason: torch.Tensor
+    from_pass2: torch.Tensor
     confidence: torch.Tensor | None
     target: str
 
@@ -69,6 +72,25 @@ class KBCOutput:
     def leaks_answer(self) -> bool:
         """True under ``oracle``: metrics from these results must say so."""
         return self.target == "oracle"
+
+    def counts(self, valid: torch.Tensor | None = None) -> dict[str, int]:
+        """What each pass decided: pairs by reason (:data:`~sosc.kbc.plan.REASONS`), and the
+        valid keypoints of zoomed pairs that kept pass 2 or pass 1.
+
+        >>> out = KBCOutput(*[torch.zeros(1, 2, 2)] * 2, *[torch.zeros(1, 4)] * 4, *[torch.ones(1, dtype=torch.bool)] * 3,
+        ...                 torch.tensor([3]), torch.tensor([[True, False]]), None, "pred-box")
+        >>> out.counts()
+        {'pairs': 1, 'pairs kbc off': 0, 'pairs no box': 0, 'pairs large enough': 0, 'pairs zoomed': 1, 'keypoints': 2, 'keypoints zoomed, pass 2 kept': 1, 'keypoints zoomed, pass 1 kept': 1}
+        """
+        valid = torch.ones_like(self.from_pass2) if valid is None else valid.to(self.from_pass2.device)
+        out = {"pairs": int(self.reason.numel())}
+        for code, name in enumerate(REASONS):
+            out[f"pairs {name}"] = int((self.reason == code).sum())
+        zoomed = valid & self.refined[:, None]
+        out["keypoints"] = int(valid.sum())
+        out["keypoints zoomed, pass 2 kept"] = int((zoomed & self.from_pass2).sum())
+        out["keypoints zoomed, pass 1 kept"] = int((zoomed & ~self.from_pass2).sum())
+        return out
 
 
 def kbc_config(config: KBCConfig | None = None, **options: Any) -> KBCConfig:
@@ -100,8 +122,10 @@ class KBCWrapper(nn.Module):
     from the source keypoints; the target window from ``target``: ``"pred-box"`` the pass-1
     predictions (valid only), ``"object-bbox"`` ``trg_bbox`` ``(B, 4)`` original target
     pixels (NaN rows: no trigger), ``"oracle"`` ``trg_kps`` ``(B, N, 2)`` (leaks the answer).
-    Pass 2 runs only on the pairs where a window changed (the batch is indexed); the others
-    keep pass 1 bit for bit. ``enabled=False`` or ``tau=0`` is the plain path.
+    Both windows come from the scale-aware zoom (:func:`~sosc.kbc.windows.pair_windows`). Pass 2
+    runs only on the pairs where a window changed (the batch is indexed); the others keep pass 1
+    bit for bit, and within a zoomed pair each keypoint keeps the pass that ``choice`` picks.
+    ``enabled=False`` is the plain path. :meth:`KBCOutput.counts` says what each pass decided.
 
     Args:
         matcher: anything following the matcher contract (:mod:`sosc.matchers.base`; an
@@ -141,8 +165,9 @@ class KBCWrapper(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.config
-        return (f"input_size={self.input_size}, target={c.target!r}, enabled={c.enabled}, tau={c.tau}, "
-                f"rho={c.rho}, margin={c.margin}, s_max={c.s_max}, guard={c.guard}")
+        zoom = f"zoom_px={c.zoom_px}, min_zoom={c.min_zoom}" if c.zoom_px is not None else f"tau={c.tau}, rho={c.rho}"
+        return (f"input_size={self.input_size}, target={c.target!r}, enabled={c.enabled}, {zoom}, s_max={c.s_max}, "
+                f"match_scales={c.match_scales}, choice={c.choice!r}")
 
     def forward(
         self,
@@ -183,18 +208,33 @@ class KBCWrapper(nn.Module):
         src_box = kbc_box(src_kps.detach(), valid, cfg.margin, cfg.min_margin)
         trg_box = (target_box(cfg, plain, valid, trg_bbox, trg_kps) if cfg.enabled
                    else torch.full_like(src_box, float("nan")))
-        plan = plan_windows(cfg, src_box, trg_box, src_size, trg_size, self.input_size, conf1, valid)
+        plan = plan_windows(cfg, src_box, trg_box, src_size, trg_size, self.input_size)
 
         kps, conf = plain, conf1
+        from_pass2 = torch.zeros_like(valid)
         index = plan.refined.nonzero().flatten()
         if index.numel() > 0:
-            kps2, out2 = match_in_windows(
-                self.matcher, index_images(src_img, index), index_images(trg_img, index), src_kps[index],
-                valid[index], plan.src_window[index], plan.trg_window[index], self.input_size,
-            )
-            kps = merge_pass2(plain, kps2, index)
+            src_i, trg_i = index_images(src_img, index), index_images(trg_img, index)
+            kps2, out2 = match_in_windows(self.matcher, src_i, trg_i, src_kps[index], valid[index],
+                                          plan.src_window[index], plan.trg_window[index], self.input_size)
+            use2 = self._choose(src_i, trg_i, src_kps[index], valid[index], src_box[index], plain[index], kps2,
+                                plan.src_window[index], plan.trg_window[index], src_size[index], trg_size[index])
+            kps = merge_pass2(plain, torch.where(use2[..., None], kps2.to(plain.dtype), plain[index]), index)
+            from_pass2 = merge_pass2(from_pass2, use2, index)
             conf2 = confidence_of(out2)
             if conf1 is not None and conf2 is not None:
-                conf = merge_pass2(conf1, conf2, index)
+                conf = merge_pass2(conf1, torch.where(use2, conf2.to(conf1.dtype), conf1[index]), index)
         return KBCOutput(kps, plain, plan.src_window, plan.trg_window, src_box, trg_box, plan.src_triggered,
-                         plan.trg_triggered, plan.refined, plan.fallback, conf, cfg.target)
+                         plan.trg_triggered, plan.refined, plan.reason, from_pass2, conf, cfg.target)
+
+    def _choose(self, src_img, trg_img, src_kps, valid, src_box, plain, kps2, src_win, trg_win, src_size,
+                trg_size) -> torch.Tensor:
+        """``(K, N)`` which keypoints of the ``K`` zoomed pairs keep pass 2 (:mod:`sosc.kbc.choice`);
+        ``choice="cycle"`` runs both passes' predictions back to the source first."""
+        if self.config.choice != "cycle":
+            return choose_pass2(self.config, valid)
+        back1, _ = match_in_windows(self.matcher, trg_img, src_img, plain, valid, full_windows(trg_size),
+                                    full_windows(src_size), self.input_size)
+        back2, _ = match_in_windows(self.matcher, trg_img, src_img, kps2, valid, trg_win, src_win, self.input_size)
+        return choose_pass2(self.config, valid, cycle_errors(src_kps, back1, src_box),
+                            cycle_errors(src_kps, back2, src_box))
