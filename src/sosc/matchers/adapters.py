@@ -161,8 +161,9 @@ def transfer_by_flow(
         ``(B, N, 2)`` float32 target keypoints, input pixels.
 
     >>> identity = cell_centers(4, 4, 64).permute(2, 0, 1)[None]
-    >>> transfer_by_flow(identity, torch.tensor([[[1.0, 1.0], [63.0, 32.0]]]), 64).tolist()
-    [[[1.0, 1.0], [63.0, 32.0]]]
+    >>> out = transfer_by_flow(identity, torch.tensor([[[1.0, 1.0], [63.0, 32.0]]]), 64)
+    >>> [[round(v, 4) for v in p] for p in out[0].tolist()]
+    [[1.0, 1.0], [63.0, 32.0]]
     """
     src_kps = src_kps.float()
     sampled = sample_flow(flow, src_kps, as_size(input_size))
