@@ -40,8 +40,8 @@ class TestSampleAt:
         assert out.flatten().tolist() == [0.0, 0.5, 3.0]
 
     def test_positions_are_float32_for_bf16_features(self):
-        """A point near the right edge of a 256-pixel input: a bf16 sampling position is up to
-        half a pixel off (240.3 -> 240.5); the feature value then differs by 0.0125."""
+        """A point near the right edge of a 256-pixel input: sampled in bf16 it was read at 240.0
+        instead of 240.3 (the value 0 instead of 0.019)."""
         xs = cell_centers(1, 32, (8, 256))[0, :, 0]  # stride 8
         ramp = ((xs - 240.0) / 16.0).view(1, 1, 1, 32)  # 0 at x = 240, 1/16 per pixel
         points = torch.tensor([[[240.3, 4.0]]])

