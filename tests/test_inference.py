@@ -175,7 +175,7 @@ def test_exif_orientation_is_applied_to_images_and_keypoints(shifted_pair, tmp_p
     assert tagged["kps"] == plain["kps"]
 
 
-@pytest.mark.parametrize("case", ["missing", "truncated", "outside", "kps-file", "input-size"])
+@pytest.mark.parametrize("case", ["missing", "truncated", "outside", "kps-file", "input-size", "out", "background"])
 def test_user_mistakes_print_one_line_and_exit_2(shifted_pair, tmp_path, capsys, monkeypatch, case):
     """Before: two chained tracebacks. Now `sosc-match: error: ...` on one line, exit status 2."""
     monkeypatch.delenv("SOSC_DEBUG", raising=False)
@@ -189,6 +189,9 @@ def test_user_mistakes_print_one_line_and_exit_2(shifted_pair, tmp_path, capsys,
         "kps-file": (["--src", str(src), "--kps-file", str(tmp_path / "k.json")], "--kps-file .*k.json cannot be read"),
         "input-size": (["--src", str(src), "--kps", "1,1", "--input-size", "250"],
                        r"input_size \(250, 250\) must be a multiple of 16 .* 240 and 256"),
+        "out": (["--src", str(src), "--kps", "1,1", "--no-kbc", "--out", str(tmp_path / "no" / "p.json")],
+                r"--out .*p.json cannot be written"),
+        "background": (["--src", str(src), "--kps", "1,1", "--background", "grey"], r"--background: expected white"),
     }[case]
     with pytest.raises(SystemExit) as exit_info:
         command(["--matcher", "feature", "--trg", str(trg), *args])
