@@ -9,6 +9,7 @@ Modules, each one idea:
 
 - :mod:`sosc.kbc.config`: :class:`KBCConfig`, every option and its default;
 - :mod:`sosc.kbc.windows`: steps 1-3 (box, trigger, window) and train-time windows;
+- :mod:`sosc.kbc.inputs`: what KBC is given, checked (images, keypoints, the input size);
 - :mod:`sosc.kbc.passes`: matching through windows (pass 1 and pass 2);
 - :mod:`sosc.kbc.plan`: which pairs zoom, the ``pred-box`` guard, the merge;
 - :mod:`sosc.kbc.wrapper`: :class:`KBCWrapper` around any matcher.
