@@ -73,9 +73,9 @@ class TestCLI:
     def test_every_kbc_option_reaches_the_model_and_the_data(self, spair_tree, tmp_path):
         root, _ = spair_tree
         cli = main([*common(root, tmp_path), "--model.kbc.train_p", "0.25", "--model.kbc.rho", "0.6",
-                    "--model.kbc.min_margin", "4", "--model.kbc.guard_max_scale_ratio", "5"], run=False)
+                    "--model.kbc.min_margin", "4", "--model.kbc.zoom_px", "64", "--model.kbc.choice", "cycle"], run=False)
         for config in (cli.model.kbc_config, cli.datamodule.kbc):
-            assert (config.train_p, config.rho, config.min_margin, config.guard_max_scale_ratio) == (0.25, 0.6, 4, 5)
+            assert (config.train_p, config.rho, config.min_margin, config.zoom_px, config.choice) == (0.25, 0.6, 4, 64, "cycle")
         assert cli.datamodule.train_window_fn() is not None
 
     def test_unknown_key_is_rejected(self, spair_tree, tmp_path):

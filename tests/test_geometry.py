@@ -30,6 +30,18 @@ class TestPointMaps:
         back = points_from_window(points_to_window(pts, win, (64, 96)), win, (64, 96))
         assert torch.allclose(back, pts, atol=1e-3)
 
+    def test_low_precision_points_map_in_float32(self):
+        """#12: coordinates stay float32: bf16 points (a matcher's rounded output) against float32
+        windows come out float32, and autocast changes nothing (no matmul here)."""
+        win = torch.tensor([[1000.0, 500.0, 1300.0, 800.0]])
+        pts = torch.tensor([[[100.3, 20.7]]])
+        back = points_from_window(pts.bfloat16(), win, 256)
+        assert back.dtype == torch.float32
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            there = points_to_window(torch.tensor([[[1117.6, 524.3]]]), win, 256)
+            again = points_from_window(there, win, 256)
+        assert there.dtype == torch.float32 and again[0, 0].tolist() == pytest.approx([1117.6, 524.3], abs=1e-3)
+
     def test_degenerate_window_raises(self):
         with pytest.raises(ShapeError, match="x1 > x0"):
             points_to_window(torch.zeros(1, 2), torch.tensor([5.0, 5.0, 5.0, 9.0]), 32)

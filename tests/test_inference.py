@@ -1,8 +1,10 @@
 """Custom-pair inference: `sosc-match` and `sosc.inference` on image files of any size."""
 
 import json
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -11,7 +13,7 @@ from skimage import data as skdata
 from sosc import KBCNet
 from sosc.cli import main as sosc
 from sosc.errors import ConfigError, ShapeError, SoscError
-from sosc.inference import load_image, load_module, main, match_pair, parse_keypoints
+from sosc.inference import command, load_image, load_module, main, match_pair, parse_keypoints
 
 SHIFT = (40, 30)  # the target is the source cropped by (dx, dy): each point moves by -SHIFT
 
@@ -35,7 +37,7 @@ def test_feature_matcher_finds_the_shifted_points(shifted_pair, tmp_path):
     truth = torch.tensor(saved["src_kps"]) - torch.tensor(SHIFT, dtype=torch.float32)
     err = (torch.tensor(saved["plain_kps"]) - truth).norm(dim=-1)
     assert (err < 0.05 * 451).float().mean() >= 0.75, err
-    assert len(saved["confidence"]) == 4 and set(saved["kbc"]) >= {"refined", "fallback", "src_window", "trg_window"}
+    assert len(saved["confidence"]) == 4 and set(saved["kbc"]) >= {"reason", "refined", "from_pass2", "counts", "src_window", "trg_window", "options"}
 
 
 def test_no_kbc_returns_the_plain_prediction(shifted_pair, capsys):
@@ -139,3 +141,71 @@ def test_packaged_weights_keep_their_input_normalisation(spair_tree, tmp_path):
     trained = cli.model.matcher.backbone
     assert torch.equal(module.matcher.backbone.normalize.mean, trained.normalize.mean.cpu())
     assert torch.equal(module.matcher.backbone.normalize.std, trained.normalize.std.cpu())
+
+
+# -------------------------------------------------------------------------------------- bad inputs (#12)
+
+
+def test_16_bit_images_match_like_8_bit_ones(shifted_pair, tmp_path):
+    """Before: a 16-bit greyscale PNG read as white; sosc-match exited 0 with a 79.7 px error where
+    the 8-bit file gave 15.3 px. Now both files give the same prediction."""
+    src, trg = shifted_pair
+    grey = np.asarray(Image.open(src).convert("L"))
+    Image.fromarray(grey).save(tmp_path / "src8.png")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "src16.png")
+    kps = "150,100; 300,150; 200,200"
+    runs = [main(["--matcher", "feature", "--src", str(tmp_path / name), "--trg", str(trg), "--kps", kps, "--no-kbc",
+                  "--out", str(tmp_path / "p.json")]) for name in ("src8.png", "src16.png")]
+    torch.testing.assert_close(torch.tensor(runs[1]["kps"]), torch.tensor(runs[0]["kps"]), atol=0.02, rtol=0)
+
+
+def test_exif_orientation_is_applied_to_images_and_keypoints(shifted_pair, tmp_path):
+    """Before: a tagged image was read as stored, so keypoints read off the image as shown were
+    rejected or matched in the wrong frame. Now the tagged file gives the untagged file's answer."""
+    src, trg = shifted_pair
+    shown = np.asarray(Image.open(src).convert("RGB"))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated back: viewers turn it 90 degrees clockwise
+    Image.fromarray(np.ascontiguousarray(np.rot90(shown, 1))).save(tmp_path / "tagged.png", exif=exif)
+    assert load_image(tmp_path / "tagged.png").shape == (3, 300, 451)
+    kps = "150,100; 420,280"  # (420, 280) lies outside the stored 300 x 451 frame
+    args = ["--matcher", "feature", "--trg", str(trg), "--kps", kps, "--no-kbc", "--out", str(tmp_path / "p.json")]
+    tagged = main(["--src", str(tmp_path / "tagged.png"), *args])
+    plain = main(["--src", str(src), *args])
+    assert tagged["kps"] == plain["kps"]
+
+
+@pytest.mark.parametrize("case", ["missing", "truncated", "outside", "kps-file", "input-size", "out", "background"])
+def test_user_mistakes_print_one_line_and_exit_2(shifted_pair, tmp_path, capsys, monkeypatch, case):
+    """Before: two chained tracebacks. Now `sosc-match: error: ...` on one line, exit status 2."""
+    monkeypatch.delenv("SOSC_DEBUG", raising=False)
+    src, trg = shifted_pair
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(trg.read_bytes()[:2000])
+    args, message = {
+        "missing": (["--src", str(tmp_path / "nope.png"), "--kps", "1,1"], "nope.png is missing: check the path"),
+        "truncated": (["--src", str(cut), "--kps", "1,1"], "cut.jpg is truncated or damaged"),
+        "outside": (["--src", str(src), "--kps", "5000,5000"], r"keypoints \[0\] lie outside the 451x300"),
+        "kps-file": (["--src", str(src), "--kps-file", str(tmp_path / "k.json")], "--kps-file .*k.json cannot be read"),
+        "input-size": (["--src", str(src), "--kps", "1,1", "--input-size", "250"],
+                       r"input_size \(250, 250\) must be a multiple of 16 .* 240 and 256"),
+        "out": (["--src", str(src), "--kps", "1,1", "--no-kbc", "--out", str(tmp_path / "no" / "p.json")],
+                r"--out .*p.json cannot be written"),
+        "background": (["--src", str(src), "--kps", "1,1", "--background", "grey"], r"--background: expected white"),
+    }[case]
+    with pytest.raises(SystemExit) as exit_info:
+        command(["--matcher", "feature", "--trg", str(trg), *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sosc-match: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert re.search(message, err), err
+
+
+def test_debug_shows_the_traceback(shifted_pair, tmp_path, monkeypatch):
+    src, trg = shifted_pair
+    args = ["--matcher", "feature", "--src", str(tmp_path / "nope.png"), "--trg", str(trg), "--kps", "1,1"]
+    with pytest.raises(SoscError, match="is missing"):
+        command([*args, "--debug"])
+    monkeypatch.setenv("SOSC_DEBUG", "1")
+    with pytest.raises(SoscError, match="is missing"):
+        command(args)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,10 +27,17 @@ from sosc.errors import ShapeError, SoscError
 from sosc.kbc import REASONS, KBCConfig, KBCWrapper
 
 
-def load_image(path: str | Path) -> torch.Tensor:
-    """Read an image file as ``(3, H, W)`` float RGB in ``[0, 1]`` (any format PIL reads)."""
+def load_image(path: str | Path, background: float | str | Sequence[float] = "white") -> torch.Tensor:
+    """Read an image file as ``(3, H, W)`` float RGB in ``[0, 1]`` as viewers show it.
+
+    Any format PIL reads (:func:`sosc.data.images.read_image`): the EXIF orientation is applied
+    (keypoints are read off the image as shown), 16-bit images are scaled by 65535,
+    transparent pixels are composited over ``background`` (``"white"``, ``"black"``, a grey
+    level or RGB in ``[0, 1]``; a warning says so), a truncated file is reported as such.
+    """
     return read_image(
-        Path(path), SoscError, if_missing="check the path", if_unreadable="give a JPEG, PNG or another format PIL reads"
+        Path(path), SoscError, if_missing="check the path", if_unreadable="give a JPEG, PNG or another format PIL reads",
+        if_damaged="re-save or re-download it", orientation="apply", background=background,
     )
 
 
@@ -175,8 +184,8 @@ def kbc_config_from(opts: argparse.Namespace, enabled: bool = True) -> KBCConfig
     return KBCConfig(enabled=enabled, target="pred-box", train_p=0.0, **values)
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """``sosc-match``: see the module docstring and ``sosc-match --help``. Returns the result."""
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``sosc-match``."""
     parser = argparse.ArgumentParser(prog="sosc-match", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--ckpt", help="checkpoint written by `sosc fit`")
@@ -193,7 +202,47 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="cpu", help="e.g. cuda (default cpu)")
     parser.add_argument("--out", default=None, help="JSON output file (default: print)")
     parser.add_argument("--plot", default=None, help="also save a figure (needs matplotlib)")
-    opts = parser.parse_args(argv)
+    parser.add_argument("--background", default="white",
+                        help="what transparent pixels (RGBA, LA, P) are composited over: white (default), black, "
+                             "a grey level or r,g,b in [0, 1]")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also SOSC_DEBUG=1); by default one line, exit status 2")
+    return parser
+
+
+def _background(text: str) -> str | tuple[float, ...]:
+    """``--background``: a name, or one or three numbers separated by commas."""
+    if text in ("white", "black"):
+        return text
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError as err:
+        raise SoscError(f"--background: expected white, black, a grey level or r,g,b in [0, 1], got {text!r}") from err
+    return values * 3 if len(values) == 1 else values
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """``sosc-match``: see the module docstring and ``sosc-match --help``. Returns the result.
+
+    Errors are raised (:class:`~sosc.errors.SoscError` for user mistakes); the installed script
+    (:func:`command`) prints them on one line.
+    """
+    return run(build_parser().parse_args(argv))
+
+
+def run(opts: argparse.Namespace) -> dict[str, Any]:
+    """``sosc-match`` with parsed options (see :func:`main`). The images and keypoints are read
+    before the matcher is built, so that a mistake in them is reported at once."""
+    background = _background(opts.background)
+    src_img, trg_img = load_image(opts.src, background), load_image(opts.trg, background)
+    if opts.kps_file:
+        try:
+            text = Path(opts.kps_file).read_text()
+        except OSError as err:
+            raise SoscError(f"--kps-file {opts.kps_file} cannot be read ({err.strerror or err}): check the path") from err
+    else:
+        text = opts.kps
+    src_kps = parse_keypoints(text)
     if opts.ckpt:
         module = load_module(opts.ckpt, opts.config)
         matcher, input_size = module.matcher, opts.input_size or tuple(module.input_size or (256, 256))
@@ -203,15 +252,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         matcher, input_size = FeatureMatcher(pretrained="package").eval(), opts.input_size or 256
     # object-bbox and oracle need annotations that a custom pair lacks
     config = kbc_config_from(opts, enabled=not opts.no_kbc)
-    matcher = matcher.to(opts.device) if hasattr(matcher, "to") else matcher
-    src_img, trg_img = load_image(opts.src), load_image(opts.trg)
-    text = Path(opts.kps_file).read_text() if opts.kps_file else opts.kps
-    src_kps = parse_keypoints(text)
+    try:
+        matcher = matcher.to(opts.device) if hasattr(matcher, "to") else matcher
+    except (RuntimeError, AssertionError, ValueError) as err:
+        raise SoscError(f"--device {opts.device}: cannot use it ({err}); e.g. --device cpu") from err
     result = match_pair(matcher, src_img, trg_img, src_kps, input_size, config)
     result = {"src": opts.src, "trg": opts.trg, "src_kps": src_kps.tolist(), **result}
     payload = "{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in result.items()) + "\n}"
     if opts.out:
-        Path(opts.out).write_text(payload + "\n")
+        try:
+            Path(opts.out).write_text(payload + "\n")
+        except OSError as err:
+            raise SoscError(f"--out {opts.out} cannot be written ({err.strerror or err})") from err
     else:
         print(payload)
     if opts.plot:
@@ -219,9 +271,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return result
 
 
-def command() -> None:
-    """The installed ``sosc-match`` script (exit status 0 on success)."""
-    main()
+def command(argv: Sequence[str] | None = None) -> None:
+    """The installed ``sosc-match`` script: exit status 0 on success; a user mistake (a
+    :class:`~sosc.errors.SoscError`) prints ``sosc-match: error: <message>`` on one line and
+    exits with status 2 (as argparse does for bad options); ``--debug`` or ``SOSC_DEBUG=1``
+    shows the traceback instead."""
+    opts = build_parser().parse_args(argv)
+    try:
+        run(opts)
+    except SoscError as err:
+        if opts.debug or os.environ.get("SOSC_DEBUG", "") not in ("", "0"):
+            raise
+        print(f"sosc-match: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

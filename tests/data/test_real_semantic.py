@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -378,6 +379,30 @@ class TestCompletionMarker:
         (tmp_path / "set.partial-deadbeef").mkdir()
         root = rs.generate_real_semantic(tmp_path / "set", seed=0, val_repeats=0, test_repeats=0)
         assert rs.is_complete(root) and sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+
+    def test_a_damaged_set_is_put_back(self, tmp_path: Path) -> None:
+        """#12: Layout/ deleted and a JPEG missing, the marker says complete: the files are put
+        back (before: "re-extract", or a prepare_data that saw the marker and did nothing)."""
+        params = {"seed": 0, "val_repeats": 0, "test_repeats": 0}
+        root = rs.generate_real_semantic(tmp_path / "set", **params)
+        files = _files(root)
+        marker = json.loads((root / write_mod.MARKER_NAME).read_text())
+        assert marker["files"] == {k: len(v) for k, v in files.items() if k != write_mod.MARKER_NAME}
+        shutil.rmtree(root / "Layout")
+        sorted((root / "JPEGImages").rglob("*.jpg"))[0].unlink()
+        dm = RealSemanticDataModule(root=root, input_size=64, num_workers=0, **params)
+        with pytest.raises(DatasetError, match=r"real-semantic set .* is damaged \(4 files missing .*prepare_data puts"):
+            dm.setup("test")
+        with pytest.warns(UserWarning, match=r"was damaged \(4 files missing.*put back 4 file\(s\)"):
+            dm.prepare_data()
+        assert _files(root) == files
+        # a set marked before markers recorded files: named, with what to delete
+        del marker["files"]
+        (root / write_mod.MARKER_NAME).write_text(json.dumps(marker))
+        assert rs.generate_real_semantic(root, **params) == root
+        shutil.rmtree(root / "Layout")
+        with pytest.raises(DatasetError, match=r"written before sets recorded their files.*delete the folder"):
+            rs.generate_real_semantic(root, **params)
 
     def test_unmarked_folder_is_never_overwritten(self, tmp_path: Path) -> None:
         (tmp_path / "mine").mkdir()

@@ -11,6 +11,7 @@ import json
 import math
 import pickle
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -363,6 +364,84 @@ class TestCompletionMarker:
         with pytest.raises(ConfigError, match="num_workers"):
             _generate(tmp_path / "x", num_workers=-2)
         assert not (tmp_path / "x").exists()
+
+
+class TestDamagedSet:
+    """A set whose marker says complete but whose tree was damaged afterwards (#12).
+
+    Before: with ``Layout/`` deleted the advice was to run prepare_data, which saw the marker
+    and did nothing (a loop); with a JPEG missing it was "re-extract the dataset".
+    """
+
+    PARAMS = {"n_train": 3, "n_val": 1, "n_test": 1}
+
+    @pytest.fixture
+    def fresh(self, tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
+        root = _generate(tmp_path / "set", **self.PARAMS)
+        return root, _files(root)
+
+    def test_the_marker_records_every_file_and_keeps_its_identity(self, fresh) -> None:
+        root, files = fresh
+        marker = json.loads((root / syn.MARKER_NAME).read_text())
+        assert marker["files"] == {k: len(v) for k, v in files.items() if k != syn.MARKER_NAME}
+        assert {k: v for k, v in marker.items() if k != "files"} == syn.SyntheticSpec(0, 3, 1, 1).marker()
+        assert marker["version"] == "1"  # the written images and annotations are the same bytes
+
+    def test_deleted_layout_and_missing_jpeg_are_written_again(self, fresh) -> None:
+        root, files = fresh
+        shutil.rmtree(root / "Layout")
+        jpeg = sorted((root / "JPEGImages").rglob("*_val_00000_1.jpg"))[0]
+        jpeg.unlink()
+        cut = sorted((root / "JPEGImages").rglob("*_trn_00002_0.jpg"))[0]
+        cut.write_bytes(cut.read_bytes()[:500])
+        with pytest.warns(UserWarning, match=r"was damaged \(4 files missing \(JPEGImages/.*Layout/large/test.txt.*1 file "
+                                             r"changed size .*wrote 2 pair\(s\) and the layout of test, trn, val again"):
+            assert _generate(root, **self.PARAMS) == root
+        assert _files(root) == files
+
+    def test_a_deleted_category_folder_is_written_again(self, fresh) -> None:
+        root, files = fresh
+        category = sorted((root / "JPEGImages").rglob("*.jpg"))[0].parent
+        shutil.rmtree(category)
+        with pytest.warns(UserWarning, match="was damaged"):
+            _generate(root, **self.PARAMS)
+        assert _files(root) == files
+
+    def test_setup_before_prepare_data_names_the_damage_and_the_fix(self, fresh) -> None:
+        from sosc.data import SyntheticDataModule
+
+        root, _ = fresh
+        shutil.rmtree(root / "Layout")
+        dm = SyntheticDataModule(root=root, input_size=64, num_workers=0, **self.PARAMS)
+        with pytest.raises(DatasetError, match=r"synthetic set .* is damaged \(3 files missing \(Layout/large/test.txt.*"
+                                               r"prepare_data writes the damaged pairs again"):
+            dm.setup("fit")
+        with pytest.warns(UserWarning, match="was damaged"):
+            dm.prepare_data()
+        dm.setup("fit")
+        assert len(dm.datasets["train"]) == 3
+
+    def test_an_unknown_recorded_file_cannot_be_repaired_and_says_what_to_delete(self, fresh) -> None:
+        root, _ = fresh
+        marker = json.loads((root / syn.MARKER_NAME).read_text())
+        marker["files"]["notes.txt"] = 5
+        (root / syn.MARKER_NAME).write_text(json.dumps(marker))
+        with pytest.raises(DatasetError, match=rf"notes.txt is not a file the generator can write again: delete the folder {re.escape(str(root))}"):
+            _generate(root, **self.PARAMS)
+
+    def test_a_set_marked_before_markers_recorded_files(self, fresh) -> None:
+        root, files = fresh
+        marker = json.loads((root / syn.MARKER_NAME).read_text())
+        del marker["files"]
+        (root / syn.MARKER_NAME).write_text(json.dumps(marker, indent=1) + "\n")
+        assert _generate(root, **self.PARAMS) == root  # intact: accepted as it is
+        sorted((root / "ImageAnnotation").rglob("*_test_00000_0.json"))[0].unlink()
+        with pytest.raises(DatasetError, match=r"1 file missing \(ImageAnnotation/.*_test_00000_0.json\).*written before "
+                                               r"sets recorded their files.*delete the folder"):
+            _generate(root, **self.PARAMS)
+        shutil.rmtree(root / "Layout")
+        with pytest.raises(DatasetError, match=r"Layout/large/test.txt, Layout/large/trn.txt, Layout/large/val.txt"):
+            _generate(root, **self.PARAMS)
 
 
 def _strong_warp(seed: int, scale: float, centre: tuple[float, float]) -> ViewWarp:

@@ -219,13 +219,13 @@ class TestCallableMatcher:
 
 # --------------------------------------------------------------------------- with KBCWrapper: nets that really match
 
-REF = 200.0  # colour = original source position / REF
+REF, OFFSET = 400.0, 0.1  # colour = OFFSET + original source position / REF: inside [0, 1]
 
 
 def ramp(h: int, w: int, zoom: float = 1.0, shift: tuple[float, float] = (0.0, 0.0)) -> torch.Tensor:
     """``(3, h, w)``: pixel centre ``q`` shows the colour of the source point ``(q - shift) / zoom``."""
-    xs = ((torch.arange(w) + 0.5) - shift[0]) / zoom / REF
-    ys = ((torch.arange(h) + 0.5) - shift[1]) / zoom / REF
+    xs = OFFSET + ((torch.arange(w) + 0.5) - shift[0]) / zoom / REF
+    ys = OFFSET + ((torch.arange(h) + 0.5) - shift[1]) / zoom / REF
     return torch.stack([xs[None].expand(h, w), ys[:, None].expand(h, w), torch.full((h, w), 0.5)])
 
 
@@ -312,3 +312,111 @@ def test_padding_never_changes_valid_results(kind, wrapped):
             b = keypoints_of(matcher(s_in, t_in, moved * 0.3, valid))
     assert a.shape == (2, 5, 2) and torch.isfinite(a[valid]).all()
     torch.testing.assert_close(a[valid], b[valid], atol=1e-4, rtol=0)
+
+
+# --------------------------------------------------------------------------- near the border (#12)
+
+
+def identity_flow(grid: int = 4, size: int = 64) -> torch.Tensor:
+    return cell_centers(grid, grid, size).permute(2, 0, 1)[None]
+
+
+class TestNearTheBorder:
+    BORDER = torch.tensor([[[1.0, 1.0], [63.0, 32.0], [0.5, 63.5], [32.0, 32.0]]])
+
+    def test_absolute_flow_is_exact_to_the_border(self):
+        """Before: an identity flow on a 4x4 grid of a 64 px image moved (1, 1) to (8, 8) and
+        (63, 32) to (56, 32) (clamped to the outer cell centres)."""
+        out = FlowMatcher(StaticFlowNet(identity_flow()), flow_units="input")(
+            torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 64), self.BORDER, None)
+        torch.testing.assert_close(out.kps, self.BORDER, atol=1e-5, rtol=0)
+        torch.testing.assert_close(transfer_by_flow(identity_flow(), self.BORDER, 64), self.BORDER, atol=1e-5, rtol=0)
+
+    @pytest.mark.parametrize("fmt", ["absolute", "displacement"])
+    def test_a_zoom_and_a_mirror_are_exact_to_the_border(self, fmt):
+        size, grid = (32, 32), (4, 4)
+        p = cell_centers(*grid, size).permute(2, 0, 1)[None]
+        for a, t in ((torch.eye(2) * 1.25, torch.tensor([3.0, -2.0])), (torch.diag(torch.tensor([-1.0, 1.0])), torch.tensor([32.0, 0.0]))):
+            q = torch.einsum("ij,bjhw->bihw", a, p) + t.view(1, 2, 1, 1)
+            flow = q if fmt == "absolute" else q - p
+            kps = torch.tensor([[[0.5, 0.5], [31.5, 1.0], [2.0, 30.0], [16.0, 31.9]]])
+            got = transfer_by_flow(flow, kps, size, fmt)
+            torch.testing.assert_close(got, kps @ a.T + t, atol=1e-4, rtol=0)
+
+    def test_score_rows_extrapolate_the_position_not_the_scores(self):
+        """Scores are not affine: the border row is read as is, and the transferred position is
+        extrapolated with the local slope, so an identity, a zoom and a mirror are exact
+        (given rows whose soft-argmax is exact at the cell centres: Gaussian scores, one target
+        cell wide, on a larger target whose edges they stay clear of)."""
+        size, trg_size = (64, 64), (96, 96)
+        p = cell_centers(4, 4, size).permute(2, 0, 1)[None]  # source grid 4 x 4 (16 px cells)
+        shift = torch.tensor([16.0, 16.0])
+        cases = {
+            "identity": (torch.eye(2), shift),
+            "zoom": (torch.eye(2) * 0.8, torch.tensor([6.4, 6.4]) + shift),
+            "mirror": (torch.diag(torch.tensor([-1.0, 1.0])), torch.tensor([64.0, 0.0]) + shift),
+        }
+        for name, (a, t) in cases.items():
+            q = torch.einsum("ij,bjhw->bihw", a, p) + t.view(1, 2, 1, 1)
+            scores = gaussian_scores(q, (24, 24), trg_size, sigma=4.0)  # target grid 24 x 24 (4 px cells)
+            kps, conf = transfer_by_scores(scores, self.BORDER, size, trg_size, temperature=1.0)
+            torch.testing.assert_close(kps, self.BORDER @ a.T + t, atol=1e-3, rtol=0, msg=name)
+            assert conf.shape == (1, 4) and bool((conf > 0).all())
+        # before: the border row alone, (1, 1) -> (8, 8) + shift under the identity
+        # inside the outer centres nothing changes: the bilinear blend of the rows
+        inner = torch.tensor([[[12.0, 20.0], [40.0, 52.0]]])
+        scores = gaussian_scores(p + shift.view(1, 2, 1, 1), (24, 24), trg_size, 4.0)
+        kps, _ = transfer_by_scores(scores, inner, size, trg_size, temperature=1.0)
+        torch.testing.assert_close(kps, inner + shift, atol=1e-3, rtol=0)
+
+    def test_one_cell_wide_grid_has_no_slope(self):
+        scores = torch.zeros(1, 1, 1, 2, 2)
+        scores[..., 1, 0] = 10.0
+        kps, _ = transfer_by_scores(scores, torch.tensor([[[1.0, 7.0]]]), 8, temperature=0.1)
+        torch.testing.assert_close(kps, torch.tensor([[[2.0, 6.0]]]), atol=1e-3, rtol=0)
+
+
+# --------------------------------------------------------------------------- bf16 autocast (#12)
+
+BF16 = {"device_type": "cpu", "dtype": torch.bfloat16}
+
+
+class TestAutocast:
+    def test_flow_conversion_is_float32(self):
+        """A net's bf16 flow is converted in float32: only the net's own rounding remains."""
+        size = (256, 256)
+        p = cell_centers(16, 16, size).permute(2, 0, 1)[None]
+        raw = (2.0 * (p + 0.3) / 256 - 1.0).bfloat16()  # normalised units, as a bf16 net gives them
+        got = flow_to_input_pixels(raw, size, "absolute", "normalized")
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, (raw.float() + 1.0) * 128.0, atol=1e-5, rtol=0)
+
+    @pytest.mark.parametrize("fmt", ["absolute", "displacement"])
+    def test_flow_matcher(self, fmt):
+        size = (256, 256)
+        p = cell_centers(16, 16, size).permute(2, 0, 1)[None]
+        q = p + torch.tensor([4.8, 0.3]).view(1, 2, 1, 1)
+        net = StaticFlowNet(q if fmt == "absolute" else q - p)
+        kps = torch.tensor([[[200.0, 100.0], [17.3, 250.1]]])
+        img = torch.zeros(1, 3, 256, 256)
+        with torch.autocast(**BF16):
+            out = FlowMatcher(net, flow_format=fmt, flow_units="input")(img, img, kps, None)
+        assert out.kps.dtype == torch.float32 and out.flow.dtype == torch.float32
+        torch.testing.assert_close(out.kps, kps + torch.tensor([4.8, 0.3]), atol=1e-4, rtol=0)
+
+    def test_score_volume_matcher(self):
+        """Before: the positions went through a bf16 matmul (204.8 -> 205.0)."""
+        scores = torch.full((1, 1, 1, 1, 16), -1e4)
+        scores[..., 12:14] = torch.tensor([0.7, 0.3]).log()
+        img = torch.zeros(1, 3, 16, 256)
+        with torch.autocast(**BF16):
+            out = ScoreVolumeMatcher(lambda a, b: scores, temperature=1.0, dense_flow=True)(
+                img, img, torch.tensor([[[100.0, 8.0]]]), None)
+        assert out.kps.dtype == torch.float32 and out.flow.dtype == torch.float32
+        assert out.kps[0, 0].tolist() == pytest.approx([204.8, 8.0], abs=1e-4)
+
+    def test_callable_matcher_returns_float32(self):
+        m = CallableMatcher(lambda s, t, k, v: k.bfloat16())
+        with torch.autocast(**BF16):
+            out = m(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8), torch.ones(1, 2, 2), None)
+        assert out.dtype == torch.float32

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sosc.errors import ShapeError
 from sosc.kbc import KBCWrapper
 from sosc.matchers import (
     CallableMatcher,
@@ -99,7 +100,7 @@ def test_inside_kbc_wrapper_the_contract_holds_in_original_pixels(matcher):
     trg = [torch.rand(3, 100, 130, generator=g), torch.rand(3, 160, 160, generator=g)]
     kps = torch.tensor([[[20.0, 30.0], [28.0, 35.0], [25.0, 40.0]], [[10.0, 12.0], [14.0, 20.0], [12.0, 16.0]]])
     valid = torch.ones(2, 3, dtype=torch.bool)
-    wrapped = KBCWrapper(matcher, input_size=SIZE, guard=False)
+    wrapped = KBCWrapper(matcher, input_size=SIZE)
     info = wrapped.forward_with_info(src, trg, kps, valid)
     assert info.kps.shape == (2, 3, 2) and info.kps.dtype == torch.float32 and torch.isfinite(info.kps).all()
     assert bool(info.refined.any())  # the small keypoint boxes zoom
@@ -108,3 +109,51 @@ def test_inside_kbc_wrapper_the_contract_holds_in_original_pixels(matcher):
     out = wrapped.forward_with_info(src, trg, padded, pad_valid)
     assert torch.allclose(out.kps[:, :3], info.kps, atol=1e-3)
     assert torch.equal(out.refined, info.refined)
+
+
+# -------------------------------------------------------------------------------------- bad inputs (#12)
+
+BAD_IMAGES = {
+    # before: uint8 images gave NaN for every keypoint (backbones), float 0-255 images ran on
+    # (PCK@0.1 0.184 -> 0.052), an HWC or empty batch failed deep inside or with a foreign shape
+    "uint8": (lambda img: (img * 255).to(torch.uint8), r"expected float RGB in \[0, 1\], got dtype torch.uint8; pass floats, e.g. img.float\(\) / 255"),
+    "0-255": (lambda img: img * 255, r"values in \[.*\] but images must be float RGB in \[0, 1\] .*divide by 255"),
+    "slightly below 0": (lambda img: img - 0.05, r"values in \[-0.0[45]"),
+    "channels last": (lambda img: img.permute(0, 2, 3, 1), r"expected shape \(B, 3, H, W\) float RGB in \[0, 1\], got \(2, 64, 64, 3\): channels last\?"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_IMAGES))
+@pytest.mark.parametrize("which", ["src_img", "trg_img"])
+def test_bad_images_are_refused_naming_the_argument(matcher, case, which):
+    src, trg, kps = _pairs()
+    change, message = BAD_IMAGES[case]
+    args = (change(src), trg) if which == "src_img" else (src, change(trg))
+    with pytest.raises(ShapeError, match=f"{which}: {message}"):
+        matcher(*args, kps, None)
+
+
+@torch.no_grad()
+def test_resampling_overshoot_is_tolerated(matcher):
+    src, trg, kps = _pairs()
+    out = keypoints_of(matcher(src * 1.005, trg - 0.005, kps, None))
+    assert torch.isfinite(out).all()
+
+
+def test_empty_batch_is_named(matcher):
+    src, trg, kps = _pairs()
+    with pytest.raises(ShapeError, match=r"src_img: the batch is empty, got shape \(0, 3, 64, 64\)"):
+        matcher(src[:0], trg[:0], kps[:0], None)
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+@torch.no_grad()
+def test_under_bf16_autocast_keypoints_are_float32_and_not_rounded(matcher, wrapped):
+    """Before: coordinates took the scores' dtype (bf16: 1 px steps from 128 px, 2 px from 256)."""
+    src, trg, kps = _pairs(seed=3)
+    kps = kps * 0.5 + 24.0  # small enough that KBC zooms when wrapped
+    run = KBCWrapper(matcher, input_size=SIZE) if wrapped else matcher
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = keypoints_of(run(src, trg, kps, None))
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert not torch.equal(out, out.bfloat16().float())  # not on the bf16 grid

@@ -14,7 +14,6 @@ from sosc.losses import keypoint_epe
 from sosc.matchers.base import MatchOutput
 from sosc.matchers.correlation import correlation_volume, interpolation_matrix, upsample_target
 from sosc.matchers.csfa import CSFA, sine_positions
-from sosc.matchers.grid import pad_linear, sample_flow
 from sosc.matchers.kbcnet import KBCNet
 
 H, W = 64, 96  # non-square, multiples of 32
@@ -224,19 +223,6 @@ class TestAblations:
 
 
 class TestPieces:
-    def test_sample_flow_reproduces_an_affine_flow_up_to_the_border(self):
-        h, w, size = 4, 6, (64, 96)
-        a = torch.tensor([[0.9, -0.2], [0.15, 1.1]])
-        t = torch.tensor([5.0, -3.0])
-        ys, xs = (torch.arange(h) + 0.5) * 16, (torch.arange(w) + 0.5) * 16
-        centres = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # (h, w, 2)
-        flow = (centres @ a.T + t).permute(2, 0, 1)[None]
-        pts = torch.tensor([[[0.0, 0.0], [96.0, 64.0], [3.0, 50.0], [47.3, 12.9]]])
-        assert torch.allclose(sample_flow(flow, pts, size), pts @ a.T + t, atol=1e-4)
-
-    def test_pad_linear_replicates_a_single_cell(self):
-        assert pad_linear(torch.ones(1, 2, 1, 3)).shape == (1, 2, 3, 5)
-
     def test_upsample_target_interpolates_strided_taps(self):
         full = torch.arange(7.0)[None, None, None, :, None].expand(1, 1, 1, 7, 5) * 2
         taps = full[..., ::2, ::2]

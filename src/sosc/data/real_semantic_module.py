@@ -8,6 +8,7 @@ from typing import Any
 
 from sosc.data.records import DIFFICULTY_FLAGS
 from sosc.data.spair import SPair71kDataModule
+from sosc.errors import DatasetError
 
 
 class RealSemanticDataModule(SPair71kDataModule):
@@ -52,6 +53,25 @@ class RealSemanticDataModule(SPair71kDataModule):
             "`sosc test --config configs/real_semantic.yaml`, or call "
             f"sosc.data.real_semantic.generate_real_semantic({str(self.root)!r})"
         )
+
+    def setup(self, stage: str | None = None) -> None:
+        """Check the set against its completion marker first: a damaged set gets this advice
+        (``prepare_data`` repairs it), not the SPair-71k reader's "re-extract"."""
+        from sosc.data.real_semantic.write import GENERATOR_NAME, _read_marker, tree_damage
+
+        marker = _read_marker(self.root) if self.root.is_dir() else None
+        if marker is not None and marker.get("generator") == GENERATOR_NAME:
+            damage, recorded = tree_damage(self.root, marker)
+            if damage:
+                fix = (
+                    "the data module's prepare_data puts the damaged files back: run the command again (Lightning "
+                    "calls prepare_data before setup) or call sosc.data.real_semantic.generate_real_semantic"
+                    f"({str(self.root)!r}, seed={self.seed}, val_repeats={self.val_repeats}, "
+                    f"test_repeats={self.test_repeats})"
+                    if recorded else f"delete the folder {self.root} (rm -r) and run the command again to generate it"
+                )
+                raise DatasetError(f"the real-semantic set {self.root} is damaged ({damage.describe()}): {fix}")
+        super().setup(stage)
 
     def prepare_data(self) -> None:
         from sosc.data.real_semantic import generate_real_semantic

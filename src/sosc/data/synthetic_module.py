@@ -8,6 +8,7 @@ from typing import Any
 
 from sosc.data.records import DIFFICULTY_FLAGS
 from sosc.data.spair import SPair71kDataModule
+from sosc.errors import DatasetError
 
 
 class SyntheticDataModule(SPair71kDataModule):
@@ -54,6 +55,25 @@ class SyntheticDataModule(SPair71kDataModule):
             f"`sosc fit --config configs/synthetic.yaml`, or call "
             f"sosc.data.synthetic.generate_synthetic({str(self.root)!r})"
         )
+
+    def setup(self, stage: str | None = None) -> None:
+        """Check the set against its completion marker first: a damaged set gets this advice
+        (``prepare_data`` repairs it), not the SPair-71k reader's "re-extract"."""
+        from sosc.data.synthetic.spec import GENERATOR_NAME, read_marker, tree_damage
+
+        marker = read_marker(self.root) if self.root.is_dir() else None
+        if marker is not None and marker.get("generator") == GENERATOR_NAME:
+            damage, recorded = tree_damage(self.root, marker)
+            if damage:
+                fix = (
+                    "the data module's prepare_data writes the damaged pairs again: run the command again "
+                    "(Lightning calls prepare_data before setup) or call sosc.data.synthetic.generate_synthetic"
+                    f"({str(self.root)!r}, seed={self.seed}, n_train={self.n_train}, n_val={self.n_val}, "
+                    f"n_test={self.n_test})"
+                    if recorded else f"delete the folder {self.root} (rm -r) and run the command again to generate it"
+                )
+                raise DatasetError(f"the synthetic set {self.root} is damaged ({damage.describe()}): {fix}")
+        super().setup(stage)
 
     def prepare_data(self) -> None:
         from sosc.data.synthetic import generate_synthetic

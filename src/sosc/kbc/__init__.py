@@ -10,6 +10,7 @@ Modules, each one idea:
 - :mod:`sosc.kbc.config`: :class:`KBCConfig`, every option and its default;
 - :mod:`sosc.kbc.windows`: steps 1-3 (box, trigger, window), the scale-aware zoom and one
   scale per pair, train-time windows;
+- :mod:`sosc.kbc.inputs`: what KBC is given, checked (images, keypoints, the input size);
 - :mod:`sosc.kbc.passes`: matching through windows (pass 1 and pass 2);
 - :mod:`sosc.kbc.plan`: the target box, which pairs zoom and why, the merge;
 - :mod:`sosc.kbc.choice`: which pass each keypoint keeps;

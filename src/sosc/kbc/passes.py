@@ -3,7 +3,9 @@
 The plain path (:func:`match_plain`) is the full-image window; KBC's pass 2 runs the same
 function on the windows it chose (:func:`match_in_windows`). Images are the **original**
 images (a ``(B, 3, H, W)`` tensor or a list of ``(3, H_i, W_i)``, float RGB in ``[0, 1]``);
-keypoints go in and come out in **original** pixels.
+keypoints go in and come out in **original** pixels, float32 (windows and mapped points
+too, whatever the matcher computes in). :func:`match_in_windows` first checks what it is
+given (:func:`sosc.kbc.inputs.check_original_inputs`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sosc.geometry import (
     points_to_window,
     resample_windows,
 )
+from sosc.kbc.inputs import check_original_inputs
 from sosc.matchers.base import MatchOutput, keypoints_of
 
 Images = torch.Tensor | Sequence[torch.Tensor]
@@ -34,8 +37,21 @@ def index_images(images: Images, index: torch.Tensor) -> Images:
 
 
 def batch_size(images: Images) -> int:
-    """How many images a batch tensor or a list holds."""
-    return images.shape[0] if isinstance(images, torch.Tensor) else len(images)
+    """How many images a batch tensor ``(B, 3, H, W)`` or a list holds.
+
+    Raises:
+        ShapeError: for a tensor that is not 4D (one image, or channels last), saying what
+            was given and the layouts expected.
+    """
+    if isinstance(images, torch.Tensor):
+        if images.dim() != 4:
+            hint = " (one image? pass a list [img])" if images.dim() == 3 else ""
+            raise ShapeError(
+                "images: expected a (B, 3, H, W) tensor or a list of (3, H, W) tensors, got a tensor of shape "
+                f"({', '.join(str(s) for s in images.shape)}){hint}"
+            )
+        return images.shape[0]
+    return len(images)
 
 
 def match_in_windows(
@@ -60,21 +76,42 @@ def match_in_windows(
         input_size: network input ``(S_h, S_w)`` or an int.
 
     Returns:
-        ``trg_kps`` ``(B, N, 2)`` in **original** target pixels, and the matcher's raw output
-        (input pixels: a tensor or a :class:`MatchOutput`).
+        ``trg_kps`` ``(B, N, 2)`` float32 in **original** target pixels, and the matcher's raw
+        output (input pixels: a tensor or a :class:`MatchOutput`).
+
+    Raises:
+        ShapeError: for images, keypoints or ``valid`` that break the conventions above
+            (:func:`sosc.kbc.inputs.check_original_inputs`), naming the argument.
     """
-    check_shape("src_kps", src_kps, ("B", "N", 2))
+    check_original_inputs(src_img, trg_img, src_kps, valid)
+    return _run_in_windows(matcher, src_img, trg_img, src_kps, valid, src_windows, trg_windows, input_size)
+
+
+def _run_in_windows(
+    matcher: Any,
+    src_img: Images,
+    trg_img: Images,
+    src_kps: torch.Tensor,
+    valid: torch.Tensor | None,
+    src_windows: torch.Tensor,
+    trg_windows: torch.Tensor,
+    input_size: int | Sequence[int],
+) -> tuple[torch.Tensor, torch.Tensor | MatchOutput]:
+    """:func:`match_in_windows` on inputs already checked."""
+    check_shape("src_windows", src_windows, (src_kps.shape[0], 4))
+    check_shape("trg_windows", trg_windows, (src_kps.shape[0], 4))
     b, n = src_kps.shape[:2]
     valid = valid_or_all(valid, b, n, src_kps.device)
-    src_windows = src_windows.to(src_kps.dtype)
-    trg_windows = trg_windows.to(src_kps.dtype)
+    src_kps = src_kps.float()
+    src_windows = src_windows.float()
+    trg_windows = trg_windows.float()
     src_in = resample_windows(src_img, src_windows, input_size)
     trg_in = resample_windows(trg_img, trg_windows, input_size)
     kps_in = points_to_window(src_kps, src_windows, input_size)
     output = matcher(src_in, trg_in, kps_in, valid)
     pred_in = keypoints_of(output)
     check_shape("matcher output keypoints", pred_in, (b, n, 2))
-    return points_from_window(pred_in.to(src_kps.dtype), trg_windows, input_size), output
+    return points_from_window(pred_in.float(), trg_windows, input_size), output
 
 
 def match_plain(
@@ -89,9 +126,10 @@ def match_plain(
 
     Same arguments and returns as :func:`match_in_windows` without the windows.
     """
-    src_full = full_windows(image_sizes(src_img).to(src_kps.device, src_kps.dtype))
-    trg_full = full_windows(image_sizes(trg_img).to(src_kps.device, src_kps.dtype))
-    return match_in_windows(matcher, src_img, trg_img, src_kps, valid, src_full, trg_full, input_size)
+    check_original_inputs(src_img, trg_img, src_kps, valid)
+    src_full = full_windows(image_sizes(src_img).to(src_kps.device))
+    trg_full = full_windows(image_sizes(trg_img).to(src_kps.device))
+    return _run_in_windows(matcher, src_img, trg_img, src_kps, valid, src_full, trg_full, input_size)
 
 
 def valid_or_all(valid: torch.Tensor | None, b: int, n: int, device: torch.device) -> torch.Tensor:

@@ -21,6 +21,7 @@ from sosc.errors import ConfigError, ShapeError, check_shape
 from sosc.geometry import as_size, full_windows, image_sizes
 from sosc.kbc.choice import choose_pass2, cycle_errors
 from sosc.kbc.config import KBCConfig
+from sosc.kbc.inputs import check_wrapper_input_size
 from sosc.kbc.passes import (
     Images,
     batch_size,
@@ -136,7 +137,10 @@ class KBCWrapper(nn.Module):
             (``train_p`` plays no part here).
 
     Raises:
-        ConfigError: for a matcher that is not callable or an unknown or out-of-range option.
+        ConfigError: for a matcher that is not callable, an unknown or out-of-range option, or
+            an ``input_size`` that is not a multiple of the matcher's ``input_multiple``.
+        ShapeError (when called): for inputs that break the conventions above
+            (:func:`sosc.kbc.inputs.check_original_inputs`), naming the argument.
     """
 
     def __init__(
@@ -151,6 +155,7 @@ class KBCWrapper(nn.Module):
             raise ConfigError(f"matcher must be callable (an nn.Module or function), got {type(matcher).__name__}")
         self.matcher = matcher
         self.input_size = as_size(input_size)
+        check_wrapper_input_size(matcher, self.input_size)
         self.config = kbc_config(config, **options)
 
     @classmethod

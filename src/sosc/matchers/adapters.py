@@ -27,7 +27,15 @@ from torch import nn
 from sosc.errors import ConfigError, ShapeError, check_shape
 from sosc.geometry import as_size
 from sosc.matchers.base import Matcher, MatchOutput, Normalize, check_matcher_inputs
-from sosc.matchers.grid import cell_centers, check_soft_argmax_options, sample_at, soft_argmax
+from sosc.matchers.grid import (
+    cell_centers,
+    check_soft_argmax_options,
+    from_cells,
+    sample_at,
+    sample_flow,
+    soft_argmax,
+    to_cells,
+)
 
 FlowFormat = Literal["absolute", "displacement"]
 FlowUnits = Literal["grid", "input", "normalized"]
@@ -98,8 +106,9 @@ def flow_to_input_pixels(
             ``align_corners=True``). Only absolute positions depend on it.
 
     Returns:
-        ``(B, 2, h, w)`` same format (absolute stays absolute, displacement stays
-        displacement), in continuous input pixels.
+        ``(B, 2, h, w)`` float32 (whatever ``flow``'s dtype: positions are never rounded to
+        bf16), same format (absolute stays absolute, displacement stays displacement), in
+        continuous input pixels.
 
     >>> f = torch.zeros(1, 2, 2, 2); f[:, 0] = torch.tensor([[0.5, 1.5], [0.5, 1.5]])
     >>> flow_to_input_pixels(f, 8)[0, 0].tolist()
@@ -114,6 +123,7 @@ def flow_to_input_pixels(
         raise ConfigError(f"pixel_convention must be 'continuous' or 'index', got {pixel_convention!r}")
     s_h, s_w = as_size(input_size)
     h, w = flow.shape[-2:]
+    flow = flow.float()
     absolute = flow_format == "absolute"
     index = pixel_convention == "index"
 
@@ -132,20 +142,31 @@ def flow_to_input_pixels(
 def transfer_by_flow(
     flow: torch.Tensor, src_kps: torch.Tensor, input_size: int | Sequence[int], flow_format: FlowFormat = "absolute"
 ) -> torch.Tensor:
-    """Transfer keypoints by bilinear sampling of a flow in input pixels (:func:`flow_to_input_pixels`).
+    """Transfer keypoints through a flow in input pixels (:func:`flow_to_input_pixels`).
+
+    The flow is read at each keypoint by :func:`~sosc.matchers.grid.sample_flow`: bilinear
+    between cell centres and linear extrapolation in the half cell between the outer centres
+    and the border, so an affine flow (identity, shift, zoom, mirror) is transferred exactly
+    up to the image border, in either format (clamping to the outer centres would move a
+    keypoint at ``(1, 1)`` of a 64-pixel input with a 4 x 4 identity flow to ``(8, 8)``).
 
     Args:
         flow: ``(B, 2, h, w)`` input pixels, absolute target positions or displacements.
-        src_kps: ``(B, N, 2)`` source keypoints, input pixels (clamped to the image for
-            sampling).
+        src_kps: ``(B, N, 2)`` source keypoints, input pixels.
         input_size: ``(S_h, S_w)``.
         flow_format: ``"absolute"``: the sampled position; ``"displacement"``: the keypoint
-            plus the sampled displacement (exact for smooth flows, also near borders).
+            plus the sampled displacement.
 
     Returns:
-        ``(B, N, 2)`` target keypoints, input pixels.
+        ``(B, N, 2)`` float32 target keypoints, input pixels.
+
+    >>> identity = cell_centers(4, 4, 64).permute(2, 0, 1)[None]
+    >>> out = transfer_by_flow(identity, torch.tensor([[[1.0, 1.0], [63.0, 32.0]]]), 64)
+    >>> [[round(v, 4) for v in p] for p in out[0].tolist()]
+    [[1.0, 1.0], [63.0, 32.0]]
     """
-    sampled = sample_at(flow, src_kps, input_size).to(src_kps.dtype)
+    src_kps = src_kps.float()
+    sampled = sample_flow(flow, src_kps, as_size(input_size))
     return src_kps + sampled if flow_format == "displacement" else sampled
 
 
@@ -179,9 +200,20 @@ def transfer_by_scores(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Transfer keypoints through a score volume: read its rows at the keypoints, soft-argmax.
 
-    The score row of a keypoint is the bilinear blend of the rows of the source cells around
-    it (source cells clamped to the grid); the target position is the (kernel) soft-argmax
-    over the target cells (:func:`sosc.matchers.grid.soft_argmax`).
+    Between the source cell centres, a keypoint's score row is the bilinear blend of the rows
+    of the four source cells around it, and its target position the (kernel) soft-argmax
+    of that row over the target cells (:func:`sosc.matchers.grid.soft_argmax`).
+
+    Near the border (the half cell between the outer centres and the image edge) the scores
+    are **not** extrapolated: scores are similarities, not affine in position, and a linear
+    extrapolation (weights 1.5 and -0.5) would subtract a neighbour's peak and leave the
+    range of the scores. What is extrapolated is the transferred *position*, as
+    :func:`~sosc.matchers.grid.sample_flow` does for a flow: the keypoint is transferred at
+    its position clamped to the outer centres, plus the offset to the clamped position times
+    the local slope of the transfer (the difference of the positions transferred from the
+    outer cell and its inner neighbour, per axis; zero on a grid one cell wide). An affine
+    correspondence (shift, zoom, mirror) whose rows transfer exactly at the cell centres is
+    so transferred exactly up to the border. The confidence is that of the clamped position.
 
     Args:
         scores: ``(B, h_s, w_s, h_t, w_t)`` or ``(B, 1, h_s, w_s, h_t, w_t)``, higher is better.
@@ -192,16 +224,30 @@ def transfer_by_scores(
         kernel_sigma: Gaussian window around the arg-max, in target cells (``None``: plain).
 
     Returns:
-        ``(B, N, 2)`` target keypoints in input pixels, and ``(B, N)`` confidence (the peak
-        probability).
+        ``(B, N, 2)`` float32 target keypoints in input pixels, and ``(B, N)`` confidence (the
+        peak probability).
     """
     scores = as_score_volume(scores)
     b, h_s, w_s, h_t, w_t = scores.shape
     check_shape("src_kps", src_kps, (b, "N", 2))
+    n = src_kps.shape[1]
+    grid = (h_s, w_s)
+    kps = torch.nan_to_num(src_kps.float(), nan=0.0, posinf=0.0, neginf=0.0)
+    cells = to_cells(kps, grid, src_size)
+    hi = torch.tensor([w_s - 1, h_s - 1], device=kps.device, dtype=cells.dtype)
+    clamped = torch.minimum(torch.maximum(cells, torch.zeros_like(hi)), hi)
+    offset = cells - clamped  # (B, N, 2) cells beyond the outer centres, 0 inside
+    inward = -torch.sign(offset)  # one cell back towards the interior, per axis
+    ex, ey = torch.tensor([1.0, 0.0], device=kps.device), torch.tensor([0.0, 1.0], device=kps.device)
+    probes = torch.cat([clamped, clamped + inward[..., :1] * ex, clamped + inward[..., 1:] * ey], dim=1)
+    probes = torch.minimum(torch.maximum(probes, torch.zeros_like(hi)), hi)
     rows = scores.reshape(b, h_s, w_s, h_t * w_t).permute(0, 3, 1, 2)
-    at = sample_at(rows, src_kps, src_size)  # (B, N, h_t * w_t)
-    kps, conf = soft_argmax(at.reshape(b, -1, h_t, w_t), trg_size or src_size, temperature, kernel_sigma)
-    return kps.to(src_kps.dtype), conf
+    at = sample_at(rows, from_cells(probes, grid, src_size), src_size)  # (B, 3N, h_t * w_t)
+    pos, conf = soft_argmax(at.reshape(b, 3 * n, h_t, w_t), trg_size or src_size, temperature, kernel_sigma)
+    here, back_x, back_y = pos[:, :n], pos[:, n:2 * n], pos[:, 2 * n:]
+    # slope per cell along each axis; inward is 0 on a one-cell axis, so is the correction there
+    out = here + (here - back_x) * offset[..., :1].abs() + (here - back_y) * offset[..., 1:].abs()
+    return out, conf[:, :n]
 
 
 # --------------------------------------------------------------------------- modules
@@ -242,6 +288,8 @@ class CallableMatcher(_NetAdapter):
             out = MatchOutput(**{k: out.get(k) for k in ("kps", "flow", "confidence", "scores")})
         kps = out.kps if isinstance(out, MatchOutput) else out
         check_shape("keypoints returned by the callable", kps, tuple(src_kps.shape))
+        if kps.dtype != torch.float32:  # the contract's coordinates are float32 (a bf16 result stays rounded)
+            out = MatchOutput(kps.float(), out.flow, out.confidence, out.scores) if isinstance(out, MatchOutput) else kps.float()
         return out
 
 

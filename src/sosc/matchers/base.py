@@ -141,6 +141,65 @@ class Normalize(nn.Module):
         return (image - self.mean.to(image.dtype)) / self.std.to(image.dtype)
 
 
+#: How far an image value may lie outside ``[0, 1]`` (resampling can overshoot a little).
+IMAGE_RANGE_TOLERANCE = 0.01
+
+
+def check_image_layout(name: str, image: torch.Tensor, batched: bool = True) -> None:
+    """Raise :class:`ShapeError` unless ``image`` is a float tensor ``(B, 3, H, W)`` (or
+    ``(3, H, W)`` when not ``batched``), naming ``name``, the shape or dtype given, the layout
+    expected and the fix (channels last, integer pixels, an empty batch).
+
+    >>> check_image_layout("src_img", torch.zeros(1, 8, 8, 3))
+    Traceback (most recent call last):
+    ...
+    sosc.errors.ShapeError: src_img: expected shape (B, 3, H, W) float RGB in [0, 1], got (1, 8, 8, 3): channels last? pass img.permute(0, 3, 1, 2)
+    """
+    layout = ("B", 3, "H", "W") if batched else (3, "H", "W")
+    text = "(" + ", ".join(str(s) for s in layout) + ") float RGB in [0, 1]"
+    if not isinstance(image, torch.Tensor):
+        raise ShapeError(f"{name}: expected a torch.Tensor {text}, got {type(image).__name__}")
+    shape = tuple(image.shape)
+    if image.dim() != len(layout) or image.shape[-3] != 3:
+        hint = ""
+        if image.dim() == len(layout) and image.shape[-1] == 3:
+            perm = "(0, 3, 1, 2)" if batched else "(2, 0, 1)"
+            hint = f": channels last? pass img.permute{perm}"
+        elif batched and image.dim() == 3 and image.shape[0] == 3:
+            hint = ": one image? pass img[None] (or a list [img])"
+        raise ShapeError(f"{name}: expected shape {text}, got ({', '.join(str(s) for s in shape)}){hint}")
+    if batched and shape[0] == 0:
+        raise ShapeError(f"{name}: the batch is empty, got shape {shape}; expected (B, 3, H, W) with B >= 1")
+    if not image.is_floating_point():
+        raise ShapeError(
+            f"{name}: expected float RGB in [0, 1], got dtype {image.dtype}; pass floats, e.g. img.float() / 255"
+        )
+
+
+def value_flags(images: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Per image, two 0-dim bool tensors: it holds NaN/Inf, and it leaves ``[0, 1]`` by more than
+    :data:`IMAGE_RANGE_TOLERANCE` (for stacking into one host sync)."""
+    flags = []
+    for img in images:
+        lo, hi = torch.aminmax(img.detach())
+        flags.append(~torch.isfinite(img.detach()).all())
+        flags.append((lo < -IMAGE_RANGE_TOLERANCE) | (hi > 1.0 + IMAGE_RANGE_TOLERANCE))
+    return flags
+
+
+def raise_value_error(name: str, image: torch.Tensor, nonfinite: bool, out_of_range: bool) -> None:
+    """Raise the :class:`ShapeError` that :func:`value_flags` found for ``image`` (if any)."""
+    if nonfinite:
+        raise ShapeError(f"{name}: contains NaN or Inf; clean the input")
+    if out_of_range:
+        lo, hi = torch.aminmax(image.detach())
+        scale = " (0-255 pixel values? divide by 255)" if float(hi) > 1.5 else ""
+        raise ShapeError(
+            f"{name}: values in [{float(lo):.4g}, {float(hi):.4g}] but images must be float RGB in [0, 1] "
+            f"(within {IMAGE_RANGE_TOLERANCE:g}){scale}"
+        )
+
+
 def check_matcher_inputs(
     src_img: torch.Tensor,
     trg_img: torch.Tensor,
@@ -151,17 +210,22 @@ def check_matcher_inputs(
 ) -> torch.Tensor:
     """Check a matcher's inputs against the contract; return ``valid`` (all True if None).
 
-    ``src_img``, ``trg_img`` ``(B, 3, H, W)`` (source and target sizes may differ), each side a
-    multiple of ``multiple``; ``src_kps`` ``(B, N, 2)``; ``valid`` ``(B, N)`` bool. With
-    ``check_finite`` (one host sync), NaN/Inf in an image or at a *valid* keypoint raises;
-    padded keypoints may hold anything.
+    ``src_img``, ``trg_img`` ``(B, 3, H, W)`` float (source and target sizes may differ),
+    ``B >= 1``, each side a multiple of ``multiple``; ``src_kps`` ``(B, N, 2)`` float;
+    ``valid`` ``(B, N)`` bool. With ``check_finite`` (one host sync for all of it): NaN/Inf in
+    an image or at a *valid* keypoint raises, and so does an image with values outside
+    ``[0, 1]`` by more than :data:`IMAGE_RANGE_TOLERANCE` (e.g. 0-255 pixel values); padded
+    keypoints may hold anything.
 
     Raises:
         ShapeError: naming the argument, what was expected and what was given.
     """
-    check_shape("src_img", src_img, ("B", 3, "H", "W"))
+    check_image_layout("src_img", src_img)
+    check_image_layout("trg_img", trg_img)
     check_shape("trg_img", trg_img, (src_img.shape[0], 3, "H", "W"))
     check_shape("src_kps", src_kps, (src_img.shape[0], "N", 2))
+    if not src_kps.is_floating_point():
+        raise ShapeError(f"src_kps: expected float (x, y) pixels, got dtype {src_kps.dtype}; pass src_kps.float()")
     if valid is None:
         valid = torch.ones(src_kps.shape[:2], dtype=torch.bool, device=src_kps.device)
     check_shape("valid", valid, (src_img.shape[0], src_kps.shape[1]))
@@ -176,17 +240,13 @@ def check_matcher_inputs(
                 f"stride), got {h}x{w}; resize the input to e.g. {fit[0]}x{fit[1]}"
             )
     if check_finite:
-        bad = torch.stack(
-            [
-                ~torch.isfinite(src_img).all(),
-                ~torch.isfinite(trg_img).all(),
-                (~torch.isfinite(src_kps).all(-1) & valid).any(),
-            ]
-        ).tolist()
-        for name, is_bad in zip(("src_img", "trg_img", "src_kps"), bad):
-            if is_bad:
-                where = " at a valid keypoint" if name == "src_kps" else ""
-                raise ShapeError(f"{name}: contains NaN or Inf{where}; clean the input or mark the keypoint invalid")
+        flags = value_flags((src_img, trg_img))
+        flags.append((~torch.isfinite(src_kps.detach()).all(-1) & valid).any())
+        bad = torch.stack(flags).tolist()
+        raise_value_error("src_img", src_img, bad[0], bad[1])
+        raise_value_error("trg_img", trg_img, bad[2], bad[3])
+        if bad[4]:
+            raise ShapeError("src_kps: contains NaN or Inf at a valid keypoint; clean the input or mark the keypoint invalid")
     return valid
 
 

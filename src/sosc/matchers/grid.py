@@ -59,18 +59,35 @@ def from_cells(cells: torch.Tensor, grid_hw: Sequence[int], size: int | Sequence
     return (cells + 0.5) * scale
 
 
+def _grid_sample(field: torch.Tensor, points: torch.Tensor, size: Sequence[float]) -> torch.Tensor:
+    """Bilinear samples ``(B, N, C)`` of ``field`` ``(B, C, h, w)`` at ``points`` ``(B, N, 2)``
+    in pixels of an input of ``size`` ``(S_h, S_w)`` (border values beyond the outer centres),
+    computed in float32 with autocast off: sampling positions are never rounded to a
+    low-precision dtype (sampled in bf16, a point at 240.3 px of a 256-pixel input was read
+    at 240.0)."""
+    with torch.autocast(device_type=points.device.type, enabled=False):
+        points = points.float()
+        scale = torch.tensor([2.0 / size[1], 2.0 / size[0]], device=points.device, dtype=torch.float32)
+        grid = (points * scale - 1.0).clamp(-1.0, 1.0)
+        out = F.grid_sample(field.float(), grid[:, :, None, :], mode="bilinear", padding_mode="border",
+                            align_corners=False)
+    return out[..., 0].transpose(1, 2)
+
+
 def sample_at(features: torch.Tensor, points: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
     """Bilinearly sample ``features`` ``(B, C, h, w)`` at input-pixel ``points`` ``(B, N, 2)``.
 
     Points beyond the outer cell centres take the border value (constant extrapolation: right
-    for features and scores; flows, which change linearly to the border, use
-    :func:`sample_flow`). Returns ``(B, N, C)`` in ``features``' dtype.
+    for features and scores, whose value at a cell stands for the whole cell; flows, which
+    change linearly to the border, use :func:`sample_flow`). The positions and the
+    interpolation are float32 whatever ``features``' dtype (and under autocast); returns
+    ``(B, N, C)`` in ``features``' dtype.
+
+    >>> ramp = torch.arange(4.0).view(1, 1, 1, 4)  # cells centred at x = 1, 3, 5, 7
+    >>> sample_at(ramp, torch.tensor([[[2.0, 1.0], [0.0, 1.0]]]), (2, 8)).flatten().tolist()
+    [0.5, 0.0]
     """
-    s_h, s_w = as_size(size)
-    scale = torch.tensor([2.0 / s_w, 2.0 / s_h], device=points.device, dtype=points.dtype)
-    grid = (points * scale - 1.0).clamp(-1.0, 1.0).to(features.dtype)
-    out = F.grid_sample(features, grid[:, :, None, :], mode="bilinear", padding_mode="border", align_corners=False)
-    return out[..., 0].transpose(1, 2)
+    return _grid_sample(features, points, as_size(size)).to(features.dtype)
 
 
 def pad_linear(field: torch.Tensor) -> torch.Tensor:
@@ -96,7 +113,8 @@ def sample_flow(flow: torch.Tensor, points: torch.Tensor, size: Sequence[int]) -
 
     Bilinear between cell centres, linear extrapolation in the half cell between the outer
     centres and the border (an affine field, e.g. an identity or shifted flow, is reproduced
-    exactly everywhere in the image). Returns ``(B, N, C)``.
+    exactly everywhere in the image). Returns ``(B, N, C)`` float32 whatever ``flow``'s dtype
+    (positions and interpolation in float32, autocast off).
 
     >>> flow = torch.stack(torch.meshgrid(torch.tensor([4.0, 12.0]), torch.tensor([4.0, 12.0]), indexing="xy"))
     >>> sample_flow(flow[None], torch.tensor([[[1.0, 15.0]]]), (16, 16)).tolist()
@@ -104,17 +122,12 @@ def sample_flow(flow: torch.Tensor, points: torch.Tensor, size: Sequence[int]) -
     """
     s_h, s_w = as_size(size)
     h, w = flow.shape[-2:]
-    cell = torch.tensor([s_w / w, s_h / h], device=points.device, dtype=points.dtype)
+    points = points.float()
+    cell = torch.tensor([s_w / w, s_h / h], device=points.device, dtype=torch.float32)
     padded_size = ((h + 2) * s_h / h, (w + 2) * s_w / w)
-    return _sample_padded(pad_linear(flow), points + cell, padded_size)
-
-
-def _sample_padded(field: torch.Tensor, points: torch.Tensor, size: tuple[float, float]) -> torch.Tensor:
-    """:func:`sample_at` over a (possibly non-integer) input size."""
-    scale = torch.tensor([2.0 / size[1], 2.0 / size[0]], device=points.device, dtype=points.dtype)
-    grid = (points * scale - 1.0).clamp(-1.0, 1.0).to(field.dtype)
-    out = F.grid_sample(field, grid[:, :, None, :], mode="bilinear", padding_mode="border", align_corners=False)
-    return out[..., 0].transpose(1, 2)
+    with torch.autocast(device_type=points.device.type, enabled=False):
+        padded = pad_linear(flow.float())
+    return _grid_sample(padded, points + cell, padded_size)
 
 
 def check_soft_argmax_options(temperature: float, kernel_sigma: float | None) -> None:
@@ -141,18 +154,26 @@ def soft_argmax(
 
     Returns:
         ``(..., 2)`` positions ``(x, y)`` in input pixels, and ``(...)`` the peak probability
-        (a confidence in ``[0, 1]``).
+        (a confidence in ``[0, 1]``), both float32 whatever ``scores``' dtype: the softmax
+        and the expectation run in float32 with autocast off (in bf16, two peaks at 200 and
+        216 px weighted 7:3 would give 205.0 instead of 204.8).
+
+    >>> scores = torch.full((1, 1, 16), -1e4); scores[0, 0, 12:14] = torch.tensor([0.7, 0.3]).log()
+    >>> pos, conf = soft_argmax(scores, (16, 256), temperature=1.0)
+    >>> [round(v, 4) for v in pos[0].tolist()], round(float(conf[0]), 4)
+    ([204.8, 8.0], 0.7)
     """
     *lead, h, w = scores.shape
-    flat = scores.reshape(-1, h * w).float()
-    prob = torch.softmax(flat / temperature, dim=-1)
-    centers = cell_centers(h, w, size, device=scores.device).reshape(h * w, 2)
-    if kernel_sigma is not None:
-        peak = flat.argmax(dim=-1)
-        grid_xy = cell_centers(h, w, (h, w), device=scores.device).reshape(h * w, 2)
-        d2 = ((grid_xy[None] - grid_xy[peak][:, None]) ** 2).sum(-1)
-        prob = prob * torch.exp(-d2 / (2.0 * kernel_sigma**2))
-        prob = prob / prob.sum(-1, keepdim=True).clamp_min(1e-12)
-    pos = prob @ centers
-    conf = prob.amax(dim=-1)
-    return pos.reshape(*lead, 2).to(scores.dtype), conf.reshape(lead)
+    with torch.autocast(device_type=scores.device.type, enabled=False):
+        flat = scores.reshape(-1, h * w).float()
+        prob = torch.softmax(flat / temperature, dim=-1)
+        centers = cell_centers(h, w, size, device=scores.device).reshape(h * w, 2)
+        if kernel_sigma is not None:
+            peak = flat.argmax(dim=-1)
+            grid_xy = cell_centers(h, w, (h, w), device=scores.device).reshape(h * w, 2)
+            d2 = ((grid_xy[None] - grid_xy[peak][:, None]) ** 2).sum(-1)
+            prob = prob * torch.exp(-d2 / (2.0 * kernel_sigma**2))
+            prob = prob / prob.sum(-1, keepdim=True).clamp_min(1e-12)
+        pos = prob @ centers
+        conf = prob.amax(dim=-1)
+    return pos.reshape(*lead, 2), conf.reshape(lead)

@@ -196,10 +196,12 @@ class KBCNet(Matcher):
         src_img: torch.Tensor,
         trg_img: torch.Tensor,
         src_kps: torch.Tensor,
-        valid: torch.Tensor,
+        valid: torch.Tensor | None = None,
     ) -> MatchOutput:
         if self.check_inputs:
-            check_matcher_inputs(src_img, trg_img, src_kps, valid, self.input_multiple)
+            valid = check_matcher_inputs(src_img, trg_img, src_kps, valid, self.input_multiple)
+        elif valid is None:
+            valid = torch.ones(src_kps.shape[:2], dtype=torch.bool, device=src_kps.device)
         src_size, trg_size = tuple(src_img.shape[-2:]), tuple(trg_img.shape[-2:])
         scores, src_fine, trg_fine = self.score_volume(src_img, trg_img)
         flow, peak = flow_from_scores(scores, trg_size, self.temperature, self.kernel_sigma)

@@ -41,7 +41,11 @@ def score_rows(scores: torch.Tensor, points: torch.Tensor, size: Sequence[int]) 
         ``(B, N, h_t, w_t)``: for each point, the bilinear mix of the rows of its four
         neighbouring source cells (cell centres at ``(j + 0.5) * S_w / w_s``; points beyond
         the outer centres take the border row), the convention of
-        :func:`~sosc.matchers.grid.sample_at`.
+        :func:`~sosc.matchers.grid.sample_at`. Scores are not extrapolated (they are
+        similarities, not affine in position: see
+        :func:`~sosc.matchers.adapters.transfer_by_scores`); near the border the coarse row
+        is a prior up to half a coarse cell off, combined in :func:`refine_keypoints` with
+        the stride-8 similarity of the feature read at the keypoint's own position.
 
     >>> vol = torch.arange(4.0).view(1, 1, 4, 1, 1)  # four 1-pixel source cells in a row
     >>> score_rows(vol, torch.tensor([[[2.0, 0.0], [9.0, 0.0]]]), (1, 4)).flatten().tolist()

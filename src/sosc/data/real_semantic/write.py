@@ -7,13 +7,19 @@ Tree (read unchanged by :func:`sosc.data.spair.read_spair`)::
       ImageAnnotation/<category>/<stem>.json     # per image: instance, photo, paste transform, all keypoints
       PairAnnotation/{trn,val,test}/<line>.json
       Layout/large/{trn,val,test}.txt            # "<pair_id>-<src_stem>-<trg_stem>:<category>"; trn is empty
-      .sosc-complete.json                        # generator, version, parameters, annotations' SHA-256
+      .sosc-complete.json                        # generator, version, parameters, annotations' SHA-256,
+                                                 # and the path and size of every file written
 
 Stems: an original photograph is ``<instance>``; a pasted image is
 ``<category>_<split>_<pair index:05d>_<0 source | 1 target>``. The set is written into a
 sibling ``<root>.partial-<random>`` folder renamed to ``root`` when complete (leftovers of
 an interrupted run are removed), so the same parameters give the same bytes and an
-interrupted run is redone from scratch.
+interrupted run is redone from scratch. A set damaged after it was written (a folder
+deleted, a file missing or cut short) is found against the marker's file record by the
+next :func:`generate_real_semantic` (one ``stat`` per file), which writes the set again
+into a sibling folder and puts back the damaged files, with a warning; a set written
+before markers recorded files is checked through its layout files and, if damaged, named
+with what to delete.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import json
 import os
 import secrets
 import shutil
+import warnings
 from dataclasses import asdict, dataclass
 from io import BytesIO
 from pathlib import Path
@@ -29,6 +36,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from sosc.data.manifest import (
+    FILES_KEY,
+    Damage,
+    find_damage,
+    layout_damage,
+    list_files,
+    recorded_files,
+)
 from sosc.data.real_semantic.annotations import Annotations, Instance, load_annotations
 from sosc.data.real_semantic.compose import KeepMap, background_view, composite, instance_keep
 from sosc.data.real_semantic.pairs import PairPlan, PastedView, plan_split, size_bin
@@ -99,6 +114,7 @@ def _check_existing(root: Path, want: dict) -> bool:
         raise DatasetError(f"{root} exists and is not a folder: choose another root for the real-semantic set")
     marker = _read_marker(root)
     if marker is not None:
+        marker = {k: v for k, v in marker.items() if k != FILES_KEY}
         diffs = [f"{k}: {marker.get(k)!r} on disk, {want.get(k)!r} asked" for k in sorted(set(marker) | set(want)) if marker.get(k) != want.get(k)]
         if not diffs:
             return True
@@ -114,11 +130,86 @@ def _check_existing(root: Path, want: dict) -> bool:
     return False
 
 
+def pair_paths(split: str, line: str) -> list[str]:
+    """The files of the pair on layout line ``line`` of ``split`` that the line names (its pair
+    annotation; the images are named inside it, see :func:`tree_damage`)."""
+    return [f"PairAnnotation/{split}/{line}.json"]
+
+
+def _pair_and_images(root: Path):
+    """``pair_paths`` plus the two images and image annotations the pair annotation names."""
+
+    def paths(split: str, line: str) -> list[str]:
+        out = pair_paths(split, line)
+        try:
+            pair = json.loads((root / out[0]).read_text())
+            category = pair["category"]
+            stems = [Path(pair["src_imname"]).stem, Path(pair["trg_imname"]).stem]
+        except (OSError, ValueError, KeyError, TypeError):
+            return out  # a missing or unreadable pair annotation is reported as missing or not at all
+        for stem in stems:
+            out += [f"JPEGImages/{category}/{stem}.jpg", f"ImageAnnotation/{category}/{stem}.json"]
+        return out
+
+    return paths
+
+
+def tree_damage(root: Path, marker: dict) -> tuple[Damage, bool]:
+    """What the set at ``root`` lacks against its marker, and whether the marker records its files
+    (without a record, older sets: every layout file, and every file of every pair it lists)."""
+    record = recorded_files(marker)
+    if record is not None:
+        return find_damage(root, record), True
+    return layout_damage(root, SPLITS, _pair_and_images(root)), False
+
+
+def _delete_advice(root: Path) -> str:
+    return (f"delete the folder {root} (rm -r {root}) and generate the set again (the same parameters give "
+            "the same bytes), or choose another root")
+
+
+def _check_and_repair(root: Path, spec: RealSemanticSpec, ann: Annotations, marker: dict) -> None:
+    """Check the set at ``root`` against its marker; put back what is damaged (warns), or raise
+    :class:`DatasetError` saying what to delete."""
+    damage, recorded = tree_damage(root, marker)
+    if not damage:
+        return
+    if not recorded:
+        raise DatasetError(
+            f"the real-semantic set {root} is damaged ({damage.describe()}): its completion marker says complete "
+            f"but was written before sets recorded their files, so it cannot be repaired in place: {_delete_advice(root)}"
+        )
+    tmp = root.with_name(f"{root.name}.partial-{secrets.token_hex(6)}")  # removed by the next run if left over
+    try:
+        tmp.mkdir()
+        write_all(tmp, spec, ann)
+        for rel in damage.paths:
+            if (tmp / rel).is_file():
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp / rel, root / rel)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    still, _ = tree_damage(root, marker)
+    if still:
+        raise DatasetError(
+            f"the real-semantic set {root} is damaged ({damage.describe()}) and writing it again did not restore "
+            f"{still.describe()}: {_delete_advice(root)}"
+        )
+    warnings.warn(
+        f"the real-semantic set {root} was damaged ({damage.describe()}): wrote it again and put back "
+        f"{len(damage.paths)} file(s); it matches its completion marker again",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
 def generate_real_semantic(root: str | Path, seed: int = 0, *, val_repeats: int = 2, test_repeats: int = 1) -> Path:
     """Write the real-semantic evaluation set in the SPair-71k layout under ``root``.
 
     Returns at once when ``root`` already holds the set made with the same parameters and
-    annotations. See :mod:`sosc.data.real_semantic` for the content and conventions.
+    annotations and every file its marker records; files deleted or changed since are put
+    back (the set is written again into a sibling folder, with a warning). See
+    :mod:`sosc.data.real_semantic` for the content and conventions.
 
     Args:
         root: the folder to create (its parent is created if needed).
@@ -129,7 +220,8 @@ def generate_real_semantic(root: str | Path, seed: int = 0, *, val_repeats: int 
         ``root`` as an absolute path.
 
     Raises:
-        DatasetError: ``root`` holds another set or unrelated files; a photo's package is
+        DatasetError: ``root`` holds another set or unrelated files, or a damaged set that
+            cannot be repaired in place (the message says what to delete); a photo's package is
             missing or holds another file than the annotated one.
         ConfigError: a parameter is invalid.
     """
@@ -141,13 +233,15 @@ def generate_real_semantic(root: str | Path, seed: int = 0, *, val_repeats: int 
             if leftover.name.startswith(f"{root.name}.partial-") and leftover.is_dir():
                 shutil.rmtree(leftover, ignore_errors=True)
     if root.exists() and _check_existing(root, spec.marker(ann)):
+        _check_and_repair(root, spec, ann, _read_marker(root) or {})
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = root.with_name(f"{root.name}.partial-{secrets.token_hex(6)}")
     try:
         tmp.mkdir()
         write_all(tmp, spec, ann)
-        (tmp / MARKER_NAME).write_text(json.dumps(spec.marker(ann), indent=1) + "\n")
+        marker = {**spec.marker(ann), FILES_KEY: list_files(tmp)}
+        (tmp / MARKER_NAME).write_text(json.dumps(marker, indent=1) + "\n")
         if root.exists():
             root.rmdir()
         os.replace(tmp, root)

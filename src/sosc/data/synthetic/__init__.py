@@ -71,8 +71,12 @@ Determinism and safety
     so the same parameters give byte-identical files whatever ``num_workers`` is. The set
     is written into a sibling ``<root>.partial-<random>`` folder that is renamed to
     ``root`` only when complete; a completion marker ``root/.sosc-complete.json`` records
-    the generator version and the parameters. Leftover ``<root>.partial-*`` folders of an
-    interrupted run are removed. Two generations into the same root at the same time are
+    the generator version and the parameters, and the path and size of every file written.
+    Leftover ``<root>.partial-*`` folders of an interrupted run are removed. A set that was
+    damaged after it was written (a folder deleted, a file missing or cut short) is found by
+    the next :func:`generate_synthetic` (one ``stat`` per file) and its damaged pairs and
+    layout files are written again, with a warning; a set written before markers recorded
+    files is checked through its layout files and, if damaged, named with what to delete. Two generations into the same root at the same time are
     not supported (Lightning's ``prepare_data`` runs on one process).
 
 Modules (each imports only modules listed before it)
@@ -80,7 +84,8 @@ Modules (each imports only modules listed before it)
     photographs; :mod:`~.shapes` the shape templates; :mod:`~.warps` view geometry;
     :mod:`~.photometric` and :mod:`~.occluders` per-view changes; :mod:`~.plan` pair
     planning; :mod:`~.render` rendering a view; :mod:`~.annotations` the JSON records;
-    :mod:`~.write` writing the files (worker pool); :mod:`~.generate` the entry point.
+    :mod:`~.write` writing the files (worker pool); :mod:`~.repair` repairing a damaged set;
+    :mod:`~.generate` the entry point.
 
 >>> root = generate_synthetic("/tmp/sosc-synthetic", n_train=8, n_val=0, n_test=0,
 ...                           num_workers=1, progress=False)  # doctest: +SKIP

@@ -1,8 +1,9 @@
 """The entry point :func:`generate_synthetic`: a set appears at its root complete or not at all.
 
 The set is written into a sibling ``<root>.partial-<random>`` folder with the completion
-marker last, then renamed to ``root``; leftovers of an interrupted run are removed first,
-and a root that already holds the asked set is returned at once.
+marker (with the path and size of every file written) last, then renamed to ``root``;
+leftovers of an interrupted run are removed first, and a root that already holds the asked
+set is checked against its marker, repaired if damaged (:mod:`~.repair`), and returned.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import secrets
 import shutil
 from pathlib import Path
 
-from sosc.data.synthetic.spec import MARKER_NAME, SyntheticSpec, check_existing
+from sosc.data.manifest import FILES_KEY, list_files
+from sosc.data.synthetic.repair import check_and_repair
+from sosc.data.synthetic.spec import MARKER_NAME, SyntheticSpec, check_existing, read_marker
 from sosc.data.synthetic.write import write_all
 from sosc.errors import ConfigError
 
@@ -38,7 +41,10 @@ def generate_synthetic(
 ) -> Path:
     """Write the synthetic SOSC benchmark in the SPair-71k layout under ``root``.
 
-    Returns at once when ``root`` already holds the set made with the same parameters.
+    Returns at once when ``root`` already holds the set made with the same parameters and
+    every file its marker records (one ``stat`` per file); pairs whose files were deleted or
+    changed since are written again (with a warning), and a set that cannot be repaired
+    raises an error that says what to delete.
     ``num_workers`` and ``progress`` do not change the output. See :mod:`sosc.data.synthetic`
     for the content, the conventions and the held-out photographs.
 
@@ -55,7 +61,8 @@ def generate_synthetic(
 
     Raises:
         DatasetError: ``root`` holds a set made with other parameters, or is a non-empty
-            folder without the completion marker (never overwritten).
+            folder without the completion marker (never overwritten), or holds a damaged set
+            that cannot be repaired in place (the message says what to delete).
         ConfigError: a parameter is invalid.
     """
     spec = SyntheticSpec(seed=seed, n_train=n_train, n_val=n_val, n_test=n_test)
@@ -64,13 +71,15 @@ def generate_synthetic(
     root = Path(root).expanduser().absolute()
     _remove_leftovers(root)
     if root.exists() and check_existing(root, spec):
+        check_and_repair(root, spec, read_marker(root) or {})
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = root.with_name(f"{root.name}.partial-{secrets.token_hex(6)}")
     try:
         tmp.mkdir()
         write_all(tmp, spec, num_workers, progress)
-        (tmp / MARKER_NAME).write_text(json.dumps(spec.marker(), indent=1) + "\n")
+        marker = {**spec.marker(), FILES_KEY: list_files(tmp)}
+        (tmp / MARKER_NAME).write_text(json.dumps(marker, indent=1) + "\n")
         if root.exists():  # an empty folder (checked above)
             root.rmdir()
         os.replace(tmp, root)

@@ -3,7 +3,10 @@
 A set is determined by :class:`SyntheticSpec` (seed and pair counts) and
 :data:`GENERATOR_VERSION`; the marker ``root/.sosc-complete.json`` (:data:`MARKER_NAME`),
 written last, records both, so that a complete set is recognised and never regenerated, and
-a set made with other parameters is never mistaken for the asked one.
+a set made with other parameters is never mistaken for the asked one. The marker also
+records the path and size of every file written (:data:`sosc.data.manifest.FILES_KEY`,
+not part of the set's identity), so that a set damaged after it was written (a folder
+deleted, a file missing or cut short) is found (:func:`tree_damage`) and repaired.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+from sosc.data.manifest import FILES_KEY, Damage, find_damage, layout_damage, recorded_files
 from sosc.errors import ConfigError, DatasetError
 
 #: Bumped whenever the generated content changes for the same parameters.
@@ -100,6 +104,7 @@ def check_existing(root: Path, spec: SyntheticSpec) -> bool:
     marker = read_marker(root)
     want = spec.marker()
     if marker is not None:
+        marker = {k: v for k, v in marker.items() if k != FILES_KEY}
         keys = sorted(set(marker) | set(want))
         diffs = [f"{k}: {marker.get(k)!r} on disk, {want.get(k)!r} asked" for k in keys if marker.get(k) != want.get(k)]
         if not diffs:
@@ -115,3 +120,31 @@ def check_existing(root: Path, spec: SyntheticSpec) -> bool:
             "overwritten; choose an empty or new folder as root, or delete this one if it is yours to delete"
         )
     return False
+
+
+def pair_paths(split: str, line: str) -> list[str]:
+    """The files of the pair on layout line ``line`` (``"<index>-<src stem>-<trg stem>:<category>"``)
+    of ``split``, relative to the root.
+
+    >>> pair_paths("trn", "0-star_trn_00000_0-star_trn_00000_1:star")[:2]
+    ['PairAnnotation/trn/0-star_trn_00000_0-star_trn_00000_1:star.json', 'JPEGImages/star/star_trn_00000_0.jpg']
+    """
+    left, category = line.rsplit(":", 1)
+    stems = left.split("-")[1:]
+    paths = [f"PairAnnotation/{split}/{line}.json"]
+    for stem in stems:
+        paths += [f"JPEGImages/{category}/{stem}.jpg", f"ImageAnnotation/{category}/{stem}.json"]
+    return paths
+
+
+def tree_damage(root: Path, marker: dict) -> tuple[Damage, bool]:
+    """What the set at ``root`` lacks against its marker, and whether the marker records its files.
+
+    With a file record (sets written since sets record their files): every recorded file
+    exists with its recorded size. Without (older sets): every layout file exists, and every
+    file of every pair it lists.
+    """
+    record = recorded_files(marker)
+    if record is not None:
+        return find_damage(root, record), True
+    return layout_damage(root, SPLITS, pair_paths), False

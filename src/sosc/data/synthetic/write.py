@@ -86,7 +86,7 @@ def _make_chunks(spec: SyntheticSpec, out: Path, num_workers: int) -> list[Chunk
     ]
 
 
-def _make_tree(out: Path) -> None:
+def make_tree(out: Path) -> None:
     """The empty SPair-71k folders under ``out``."""
     for split in SPLITS:
         (out / "PairAnnotation" / split).mkdir(parents=True)
@@ -123,7 +123,7 @@ def write_all(out: Path, spec: SyntheticSpec, num_workers: int, progress: bool) 
     """Write the whole set of ``spec`` into the empty folder ``out`` (all but the marker):
     the tree, every pair (``num_workers`` processes, a tqdm bar when ``progress``), then
     ``Layout/large/<split>.txt`` in index order."""
-    _make_tree(out)
+    make_tree(out)
     results = _run_chunks(_make_chunks(spec, out, num_workers), num_workers, progress)
     for split in SPLITS:
         lines = [line for (s, _), part in sorted(results.items()) if s == split for line in part]
