@@ -76,6 +76,27 @@ def inliers(points: torch.Tensor, valid: torch.Tensor, k: float = 2.5) -> torch.
     return valid & (dist <= k * med.clamp_min(1.0))
 
 
+def similarity_box(src_kps: torch.Tensor, pred: torch.Tensor, valid: torch.Tensor, src_box: torch.Tensor,
+                   k: float | None = None) -> torch.Tensor:
+    """The grown source box, scaled by the median ratio of pairwise distances (predicted over
+    source keypoints) and placed at the predictions' median: a target box that a minority of
+    stray predictions cannot move or blow up. ``(B, 4)``."""
+    out = []
+    for q, p, v, box in zip(src_kps, pred, valid, src_box):
+        q, p = q[v], p[v]
+        if len(q) < 2:
+            out.append(torch.full((4,), float("nan")))
+            continue
+        dq = torch.cdist(q[None], q[None])[0]
+        dp = torch.cdist(p[None], p[None])[0]
+        iu = torch.triu_indices(len(q), len(q), 1)
+        ratio = dp[iu[0], iu[1]] / dq[iu[0], iu[1]].clamp_min(1.0)
+        s = ratio.median()
+        qm, pm = q.median(0).values, p.median(0).values
+        out.append(torch.cat([(box[:2] - qm) * s + pm, (box[2:] - qm) * s + pm]))
+    return torch.stack(out)
+
+
 def reverse(matcher, src_img, trg_img, pred, valid, src_win, trg_win, size):
     """Match predicted target keypoints (original px) back to the source (original px)."""
     back, _ = match_in_windows(matcher, trg_img, src_img, pred, valid, trg_win, src_win, size)
@@ -134,10 +155,13 @@ def sweep(matcher, dataset, meta, settings: dict[str, dict], size: int, batch: i
         src_box = kbc_box(src_kps, valid, cfg.margin, cfg.min_margin)
         pred_box = kbc_box(plain, valid, cfg.margin, cfg.min_margin)
         trimmed_box = kbc_box(plain, valid & inliers(plain, valid), cfg.margin, cfg.min_margin)
+        trimmed4_box = kbc_box(plain, valid & inliers(plain, valid, 4.0), cfg.margin, cfg.min_margin)
+        sim_box = similarity_box(src_kps, plain, valid, src_box)
         gt_box = kbc_box(gt, valid, cfg.margin, cfg.min_margin)
         per_setting = {}
         for name, setting in settings.items():
-            trg_box = {"oracle": gt_box, "trim": trimmed_box}.get(setting.get("target"), pred_box)
+            trg_box = {"oracle": gt_box, "trim": trimmed_box, "trim4": trimmed4_box,
+                       "sim": sim_box}.get(setting.get("target"), pred_box)
             src_win, trg_win, st, tt = windows_for(setting, src_box, trg_box, src_size, trg_size, size)
             changed = (src_win != full_s).any(-1) | (trg_win != full_t).any(-1)
             kps2, conf2, back2 = plain.clone(), None if conf1 is None else conf1.clone(), None

@@ -35,6 +35,7 @@ from sosc.kbc.windows import (
     match_window_scales,
     pair_windows,
     robust_inliers,
+    similarity_box,
     zoom_params,
 )
 from sosc.kbc.wrapper import KBCOutput, KBCWrapper, kbc_config
@@ -66,6 +67,7 @@ __all__ = [
     "pair_windows",
     "plan_windows",
     "robust_inliers",
+    "similarity_box",
     "target_box",
     "zoom_params",
 ]

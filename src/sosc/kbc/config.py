@@ -20,8 +20,8 @@ Target = Literal["pred-box", "object-bbox", "oracle"]
 TARGETS: tuple[str, ...] = ("pred-box", "object-bbox", "oracle")
 Choice = Literal["pass2", "cycle"]
 CHOICES: tuple[str, ...] = ("pass2", "cycle")
-PredBox = Literal["all", "robust"]
-PRED_BOXES: tuple[str, ...] = ("all", "robust")
+PredBox = Literal["all", "robust", "similarity"]
+PRED_BOXES: tuple[str, ...] = ("all", "robust", "similarity")
 
 
 @dataclass
@@ -54,9 +54,11 @@ class KBCConfig:
         match_scales: where one image of a pair cannot zoom as far as ``zoom_px`` asks (the cap,
             or the image's edge), zoom the other one less, so that both keypoint boxes reach
             the network at one scale.
-        pred_box: ``pred-box`` only: the box of ``"all"`` valid pass-1 predictions, or of the
+        pred_box: ``pred-box`` only: the box of ``"all"`` valid pass-1 predictions; of the
             ``"robust"`` ones (predictions farther than ``robust_k`` times the median distance
-            from their median are left out: a stray keypoint does not blow the window up).
+            from their median are left out: a stray keypoint does not blow the window up); or
+            ``"similarity"``: the source box scaled by the median ratio of pairwise distances
+            and placed at the predictions' median (:func:`~sosc.kbc.windows.similarity_box`).
         robust_k: the ``"robust"`` box's outlier distance, in median distances.
         pred_box_context: ``pred-box`` only: the target window's side is multiplied by this
             (``>= 1``: more context around boxes predicted by an imperfect pass 1).
@@ -83,8 +85,8 @@ class KBCConfig:
     margin: float = 0.15
     min_margin: float = 8.0
     s_max: float = 4.0
-    match_scales: bool = True
-    pred_box: PredBox = "robust"
+    match_scales: bool = False
+    pred_box: PredBox = "similarity"
     robust_k: float = 2.5
     pred_box_context: float = 1.0
     choice: Choice = "pass2"

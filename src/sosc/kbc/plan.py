@@ -25,7 +25,7 @@ import torch
 from sosc.errors import ConfigError, check_shape
 from sosc.geometry import full_windows
 from sosc.kbc.config import KBCConfig
-from sosc.kbc.windows import grow_box, kbc_box, pair_windows, robust_inliers
+from sosc.kbc.windows import grow_box, kbc_box, pair_windows, robust_inliers, similarity_box
 
 #: Why a pair did or did not run pass 2, by code (:attr:`WindowPlan.reason`).
 REASONS: tuple[str, ...] = (
@@ -87,12 +87,15 @@ def target_box(
     valid: torch.Tensor,
     trg_bbox: torch.Tensor | None = None,
     trg_kps: torch.Tensor | None = None,
+    src_kps: torch.Tensor | None = None,
+    src_box: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The grown target box ``(B, 4)`` that defines the target window in ``config.target``'s mode.
 
     ``pred-box``: :func:`~sosc.kbc.windows.kbc_box` of the pass-1 predictions ``plain_kps`` (the
     valid ones, or with ``config.pred_box="robust"`` the valid ones that are not strays:
-    :func:`~sosc.kbc.windows.robust_inliers`); ``object-bbox``: :func:`~sosc.kbc.windows.grow_box`
+    :func:`~sosc.kbc.windows.robust_inliers`; ``"similarity"``: the source box ``src_box`` carried
+    over by :func:`~sosc.kbc.windows.similarity_box`, which needs ``src_kps``); ``object-bbox``: :func:`~sosc.kbc.windows.grow_box`
     of ``trg_bbox``; ``oracle``: :func:`~sosc.kbc.windows.kbc_box` of ``trg_kps``. Every box
     goes through the same growth, so the same box always gives the same window.
     """
@@ -102,6 +105,8 @@ def target_box(
     if config.target == "oracle":
         return kbc_box(trg_kps.to(plain_kps.device, plain_kps.dtype), valid, margin, min_margin)
     plain_kps = plain_kps.detach()
+    if config.pred_box == "similarity":
+        return similarity_box(src_kps, plain_kps, valid, src_box)
     keep = robust_inliers(plain_kps, valid, config.robust_k) if config.pred_box == "robust" else valid
     return kbc_box(plain_kps, keep, margin, min_margin)
 

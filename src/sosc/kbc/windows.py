@@ -232,7 +232,7 @@ def fill_ratio(box: torch.Tensor, window: torch.Tensor, image_size_hw: SizeLike,
     box clipped to the image, ``a = S_w / S_h`` (the ``rho`` that :func:`kbc_window` would need to
     choose this window); NaN for a NaN box.
 
-    >>> float(fill_ratio(torch.tensor([0.0, 0.0, 40.0, 20.0]), torch.tensor([0.0, 0.0, 100.0, 100.0]), (200, 200), 64))
+    >>> round(float(fill_ratio(torch.tensor([0.0, 0.0, 40.0, 20.0]), torch.tensor([0.0, 0.0, 100.0, 100.0]), (200, 200), 64)), 6)
     0.4
     """
     s_h, s_w = as_size(input_size)
@@ -293,6 +293,44 @@ def robust_inliers(points: torch.Tensor, valid: torch.Tensor, k: float = KBCConf
     keep = valid & (dist <= k * med.clamp_min(1.0)[..., None])
     few = valid.sum(-1) < 3
     return torch.where(few[..., None], valid, keep)
+
+
+def similarity_box(src_kps: torch.Tensor, pred_kps: torch.Tensor, valid: torch.Tensor,
+                   src_box: torch.Tensor) -> torch.Tensor:
+    """A target box from the pass-1 predictions that a minority of stray predictions cannot move
+    or blow up: the source box scaled by the median ratio of pairwise distances (predicted over
+    source keypoints) and placed so that the source keypoints' median lands on the predictions'.
+
+    Args:
+        src_kps, pred_kps: ``(B, N, 2)`` source keypoints and their pass-1 predictions,
+            original pixels of each image.
+        valid: ``(B, N)`` bool.
+        src_box: ``(B, 4)`` the (grown) source box.
+
+    Returns:
+        ``(B, 4)`` original target pixels; NaN for a pair with fewer than 2 valid keypoints.
+
+    >>> src = torch.tensor([[[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]]])
+    >>> pred = 2 * src + 100.0
+    >>> pred[0, 3] = torch.tensor([900.0, 900.0])  # a stray prediction
+    >>> similarity_box(src, pred, torch.ones(1, 4, dtype=torch.bool), torch.tensor([[-5.0, -5.0, 15.0, 15.0]])).tolist()
+    [[90.0, 90.0, 130.0, 130.0]]
+    """
+    nan = float("nan")
+    dq = torch.cdist(src_kps.float(), src_kps.float())
+    dp = torch.cdist(pred_kps.float(), pred_kps.float())
+    n = src_kps.shape[-2]
+    upper = torch.ones(n, n, dtype=torch.bool, device=valid.device).triu(1)
+    both = valid[..., :, None] & valid[..., None, :] & upper
+    ratio = torch.where(both, dp / dq.clamp_min(1.0), torch.full_like(dp, nan))
+    scale = ratio.flatten(-2).nanmedian(dim=-1).values
+    q_med = torch.where(valid[..., None], src_kps, torch.full_like(src_kps, nan)).nanmedian(dim=-2).values
+    p_med = torch.where(valid[..., None], pred_kps, torch.full_like(pred_kps, nan)).nanmedian(dim=-2).values
+    lo = (src_box[..., :2] - q_med) * scale[..., None] + p_med
+    hi = (src_box[..., 2:] - q_med) * scale[..., None] + p_med
+    box = torch.cat([lo, hi], dim=-1)
+    few = valid.sum(-1) < 2
+    return torch.where(few[..., None], torch.full_like(box, nan), box).to(src_box.dtype)
 
 
 def pair_windows(

@@ -211,7 +211,7 @@ class KBCWrapper(nn.Module):
         plain, out1 = match_plain(self.matcher, src_img, trg_img, src_kps, valid, self.input_size)
         conf1 = confidence_of(out1)
         src_box = kbc_box(src_kps.detach(), valid, cfg.margin, cfg.min_margin)
-        trg_box = (target_box(cfg, plain, valid, trg_bbox, trg_kps) if cfg.enabled
+        trg_box = (target_box(cfg, plain, valid, trg_bbox, trg_kps, src_kps, src_box) if cfg.enabled
                    else torch.full_like(src_box, float("nan")))
         plan = plan_windows(cfg, src_box, trg_box, src_size, trg_size, self.input_size)
 
