@@ -1,12 +1,22 @@
 """The `sosc` command in-process: fit, test, predict, overrides and bad input."""
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
+from conftest import truncate_image
+from lightning.pytorch.callbacks import Callback
 
+import sosc
+from sosc.callbacks import find_last_checkpoint
 from sosc.cli import main
-from sosc.errors import ConfigError
+from sosc.data import TrainSampler
+from sosc.errors import ConfigError, DatasetError
 
 
 def common(root: Path, logs: Path) -> list[str]:
@@ -121,3 +131,91 @@ def test_no_matcher_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--data", "sosc.data.SPair71kDataModule", "--data.root", str(tmp_path)], run=False)
     assert "model.matcher" in capsys.readouterr().err
+
+
+# -- resuming ----------------------------------------------------------------------------------
+class StallAfterStep(Callback):
+    """Used by a ``sosc fit`` subprocess: once ``step`` steps are done (the checkpoint callbacks,
+    which Lightning runs after this one, have saved the steps before), write ``marker`` and wait
+    to be killed."""
+
+    def __init__(self, step: int, marker: str) -> None:
+        self.step, self.marker = step, marker
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step >= self.step:
+            Path(self.marker).write_text(str(trainer.global_step))
+            time.sleep(300)
+            os._exit(3)  # never reached when the test kills us
+
+
+def resume_args(root: Path, logs: Path) -> list[str]:
+    """A tiny run with every source of randomness on: shuffling, train-time KBC, augmentation;
+    4 training pairs in batches of 1, so that step 2 is the middle of epoch 0 and step 6 of epoch 1."""
+    return [*common(root, logs), "--seed_everything", "0", "--data.batch_size", "1", "--model.kbc.train_p", "0.5",
+            "--model.warmup_steps", "2", "--trainer.max_steps", "6", "--trainer.limit_val_batches", "0",
+            "--checkpoint.every_n_train_steps", "2"]
+
+
+def test_a_run_killed_after_a_step_checkpoint_resumes_to_the_same_weights_and_pck(spair_tree, tmp_path):
+    root, _ = spair_tree
+    marker = tmp_path / "stalled"
+    stall = json.dumps({"class_path": "test_cli.StallAfterStep", "init_args": {"step": 3, "marker": str(marker)}})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(sosc.__file__).parents[1]), str(Path(__file__).parent)]),
+           "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    killed = subprocess.Popen([sys.executable, "-m", "sosc.cli", "fit", *resume_args(root, tmp_path / "logs"),
+                               f"--trainer.callbacks+={stall}"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists() and killed.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert marker.exists(), killed.stdout.read().decode()[-3000:] if killed.poll() is not None else "no step 3"
+    finally:
+        killed.kill()  # SIGKILL: no exception handler, no checkpoint on the way out
+        killed.wait()
+    folder = tmp_path / "logs" / "sosc" / "checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch=0-step=2.ckpt", "last.ckpt"]
+    (folder / "last.ckpt").unlink()  # as if killed between the step checkpoint and the link
+
+    resumed = main(["fit", *resume_args(root, tmp_path / "logs"), "--ckpt_path", "last"])
+    straight = main(["fit", *resume_args(root, tmp_path / "straight")])
+    assert resumed.trainer.global_step == straight.trainer.global_step == 6
+    ours, theirs = resumed.model.state_dict(), straight.model.state_dict()
+    assert max(float((ours[k].float() - theirs[k].float()).abs().max()) for k in ours) <= 1e-6
+    pck = [cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False) for cli in (resumed, straight)]
+    assert pck[0] == pck[1]
+
+
+def test_ckpt_path_last_without_a_checkpoint_names_the_folder(spair_tree, tmp_path):
+    root, _ = spair_tree
+    with pytest.raises(ConfigError, match=r"--ckpt_path last: no checkpoint in .*logs/sosc/checkpoints"):
+        main(["fit", *common(root, tmp_path / "logs"), "--ckpt_path", "last"])
+
+
+def test_a_bad_training_image_saves_a_checkpoint_before_failing(spair_tree, tmp_path):
+    """The truncated JPEG passes set-up (headers only), is drawn at the third step, and the step
+    checkpoint of the exception lets the run go on once the file is fixed (or checked at set-up
+    with verify_images)."""
+    root, written = spair_tree
+    args = [*common(root, tmp_path / "logs"), "--seed_everything", "0", "--data.batch_size", "1",
+            "--trainer.max_steps", "4", "--trainer.limit_val_batches", "0"]
+    order = [i for i, _ in TrainSampler(range(len(written["trn"])), seed=0)]
+    pair = written["trn"][order[2]]
+    image = root / "JPEGImages" / pair["category"] / pair["src_imname"]
+    intact = image.read_bytes()
+    truncate_image(image)
+    with pytest.raises(DatasetError, match=pair["src_imname"]):
+        main(["fit", *args])
+    saved = find_last_checkpoint(tmp_path / "logs" / "sosc" / "checkpoints")
+    assert saved is not None and torch.load(saved, weights_only=False)["global_step"] >= 1
+    with pytest.raises(DatasetError, match=rf"do not decode: .*{pair['src_imname']}"):
+        main(["fit", *args, "--data.verify_images", "true"])  # named at set-up, before any step
+    image.write_bytes(intact)
+    assert main(["fit", *args, "--ckpt_path", "last"]).trainer.global_step == 4
+
+
+def test_checkpointing_can_be_turned_off(spair_tree, tmp_path):
+    root, _ = spair_tree
+    cli = main(["fit", *common(root, tmp_path / "logs"), "--trainer.max_steps", "1",
+                "--trainer.enable_checkpointing", "false"])
+    assert cli.trainer.checkpoint_callbacks == [] and not (tmp_path / "logs" / "sosc" / "checkpoints").exists()
