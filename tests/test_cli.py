@@ -219,3 +219,51 @@ def test_checkpointing_can_be_turned_off(spair_tree, tmp_path):
     cli = main(["fit", *common(root, tmp_path / "logs"), "--trainer.max_steps", "1",
                 "--trainer.enable_checkpointing", "false"])
     assert cli.trainer.checkpoint_callbacks == [] and not (tmp_path / "logs" / "sosc" / "checkpoints").exists()
+
+
+# -- several processes -------------------------------------------------------------------------
+DDP = ["--trainer.strategy", "ddp_fork", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
+
+
+@pytest.fixture
+def one_thread():
+    """Both processes of a ``ddp_fork`` run single-threaded: GNU OpenMP hangs in a forked child
+    whose parent has used its thread pool. The single-process reference runs the same way."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+needs_fork = pytest.mark.skipif(
+    not torch.distributed.is_available() or "fork" not in torch.multiprocessing.get_all_start_methods(),
+    reason="the 2-process runs fork gloo workers",
+)
+
+
+@needs_fork
+@pytest.mark.distributed
+class TestTwoProcesses:
+    """`sosc` on 2 CPU processes (gloo) gives what 1 process gives."""
+
+    def test_validate_test_and_predict_equal_one_process(self, trained, one_thread):
+        args, ckpt, tmp = trained
+        args = [*args, "--ckpt_path", ckpt, "--model.alphas", "[0.1, 0.3, 0.5]"]  # PCK away from 0 on a tiny model
+        for sub in ("validate", "test"):
+            one = main([sub, *args]).trainer.callback_metrics
+            two = main([sub, *args, *DDP, "--report.folder", str(tmp / "ddp")]).trainer.callback_metrics
+            assert {k: float(v) for k, v in two.items()} == {k: float(v) for k, v in one.items()}, sub
+        assert float(two["test/pairs"]) == 3  # the pair a distributed sampler repeats counts once
+        assert (tmp / "ddp" / "pck_plain.csv").read_text() == next(Path(tmp, "logs").rglob("pck_plain.csv")).read_text()
+        main(["predict", *args, "--predictions.path", str(tmp / "one.json")])
+        main(["predict", *args, *DDP, "--predictions.path", str(tmp / "two.json")])
+        assert (tmp / "two.json").read_text() == (tmp / "one.json").read_text()
+
+    def test_fit_writes_the_run_checkpoint_and_a_bad_output_stops_every_process(self, trained, one_thread):
+        args, ckpt, tmp = trained
+        main(["fit", *args, *DDP, "--trainer.max_steps", "2", "--trainer.logger.name", "ddp"])
+        saved = find_last_checkpoint(tmp / "logs" / "ddp" / "checkpoints")
+        assert torch.load(saved, weights_only=False)["global_step"] == 2
+        (tmp / "taken.json").write_text("{}")
+        with pytest.raises(Exception, match="taken.json already exists"):
+            main(["predict", *args, *DDP, "--ckpt_path", ckpt, "--predictions.path", str(tmp / "taken.json")])

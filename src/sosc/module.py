@@ -251,11 +251,14 @@ class CorrespondenceModule(L.LightningModule):
         self._update(self.val_pck, batch, to_original(batch, pred, "trg"))
 
     def on_validation_epoch_end(self) -> None:
+        # compute() gathers every process's pairs (a collective: it runs on every rank) and gives
+        # each rank the same value; the max over ranks of equal values is that value, exactly (a
+        # mean need not be), and every rank keeps it for checkpoint monitors.
         result = self.val_pck.compute()
         for a in self.alphas:
             key = f"pck@{a:g}"
             if key in result:
-                self.log(f"val/{key}", result[key], prog_bar=a == 0.1)
+                self.log(f"val/{key}", result[key], prog_bar=a == 0.1, sync_dist=True, reduce_fx="max")
         self.val_pck.reset()
 
     def test_step(self, batch: PairBatch, batch_idx: int) -> None:
@@ -311,7 +314,8 @@ class CorrespondenceModule(L.LightningModule):
         for report in reports:
             for key in (*self.headline_keys, "pairs", "keypoints"):
                 if key in report.result:
-                    self.log(f"{report.prefix}/{key}", report.result[key], rank_zero_only=True)
+                    # equal on every rank (compute() gathered them): see on_validation_epoch_end
+                    self.log(f"{report.prefix}/{key}", report.result[key], sync_dist=True, reduce_fx="max")
         self.test_reports = reports
 
     def predict_step(self, batch: PairBatch, batch_idx: int) -> list[dict[str, Any]]:
