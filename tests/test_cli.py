@@ -251,14 +251,16 @@ class TestTwoProcesses:
     def test_validate_test_and_predict_equal_one_process(self, trained, one_thread):
         args, ckpt, tmp = trained
         args = [*args, "--ckpt_path", ckpt, "--model.alphas", "[0.1, 0.3, 0.5]"]  # PCK away from 0 on a tiny model
-        for sub in ("validate", "test"):
-            one = {k: float(v) for k, v in main([sub, *args]).trainer.callback_metrics.items()}
-            two = {k: float(v) for k, v in main([sub, *args, *DDP, "--report.folder", str(tmp / "ddp")])
+        for sub, extra in (("validate", []), ("test", []), ("test", ["--model.kbc.enabled", "true"])):
+            single = main([sub, *args, *extra])
+            one = {k: float(v) for k, v in single.trainer.callback_metrics.items()}
+            two = {k: float(v) for k, v in main([sub, *args, *extra, *DDP, "--report.folder", str(tmp / "ddp")])
                    .trainer.callback_metrics.items()}
             assert two.keys() == one.keys() and two == pytest.approx(one, rel=1e-6), sub  # val/loss: a mean of means
             assert {k: v for k, v in two.items() if "pck" in k} == {k: v for k, v in one.items() if "pck" in k}, sub
-        assert float(two["test/pairs"]) == 3  # the pair a distributed sampler repeats counts once
-        assert (tmp / "ddp" / "pck_plain.csv").read_text() == next(Path(tmp, "logs").rglob("pck_plain.csv")).read_text()
+        assert float(two["test/pairs"]) == 3 and "test_kbc/pairs_zoomed" in two  # a repeated pair counts once
+        for name in ("pck_plain.csv", "pck_kbc_pred-box.csv"):  # the reports of the last (KBC) run
+            assert (tmp / "ddp" / name).read_text() == (Path(single.trainer.log_dir) / name).read_text(), name
         main(["predict", *args, "--predictions.path", str(tmp / "one.json")])
         main(["predict", *args, *DDP, "--predictions.path", str(tmp / "two.json")])
         assert (tmp / "two.json").read_text() == (tmp / "one.json").read_text()

@@ -306,7 +306,7 @@ class CorrespondenceModule(L.LightningModule):
             note = decisions_line(counts)
             for key in ("pairs zoomed", "keypoints zoomed, pass 2 kept", "keypoints zoomed, pass 1 kept"):
                 self.log(f"{self.test_prefix}_kbc/{key.replace(' ', '_').replace(',', '')}", float(counts.get(key, 0)),
-                         rank_zero_only=True)
+                         sync_dist=True, reduce_fx="max")  # gathered by compute(), as the PCK below
         reports.append(EvalReport(self.test_prefix, self.report_stem, self.test_title, self.test_pck.compute(), note))
         self.test_pck.reset()
         self.test_pck_plain.reset()
