@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import truncate_image
+from conftest import truncate_image, write_spair_tree
 from lightning.pytorch.callbacks import Callback
 
 import sosc
-from sosc.callbacks import find_last_checkpoint
+from sosc.callbacks import RunCheckpoint, find_last_checkpoint
 from sosc.cli import main
 from sosc.data import TrainSampler
 from sosc.errors import ConfigError, DatasetError
@@ -217,10 +217,11 @@ def test_a_bad_training_image_saves_a_checkpoint_before_failing(spair_tree, tmp_
 
 
 def test_checkpointing_can_be_turned_off(spair_tree, tmp_path):
+    """Lightning refuses enable_checkpointing=false beside a checkpoint callback: sosc drops its own."""
     root, _ = spair_tree
-    cli = main(["fit", *common(root, tmp_path / "logs"), "--trainer.max_steps", "1",
-                "--trainer.enable_checkpointing", "false"])
-    assert cli.trainer.checkpoint_callbacks == [] and not (tmp_path / "logs" / "sosc" / "checkpoints").exists()
+    cli = main([*common(root, tmp_path / "logs"), "--trainer.enable_checkpointing", "false"], run=False)
+    assert cli.trainer.checkpoint_callbacks == []
+    assert [type(c) for c in main(common(root, tmp_path / "logs"), run=False).trainer.checkpoint_callbacks] == [RunCheckpoint]
 
 
 # -- several processes -------------------------------------------------------------------------
@@ -243,13 +244,23 @@ needs_fork = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory):
+    """As ``trained``, once for the 2-process tests (each reads it and writes elsewhere)."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    write_spair_tree(tmp / "SPair-71k")
+    args = common(tmp / "SPair-71k", tmp / "logs")
+    callback = main(["fit", *args, "--trainer.max_steps", "2"]).trainer.checkpoint_callback
+    return args, callback.best_model_path or callback.last_model_path, tmp
+
+
 @needs_fork
 @pytest.mark.distributed
 class TestTwoProcesses:
     """`sosc` on 2 CPU processes (gloo) gives what 1 process gives."""
 
-    def test_validate_test_and_predict_equal_one_process(self, trained, one_thread):
-        args, ckpt, tmp = trained
+    def test_validate_test_and_predict_equal_one_process(self, trained_once, one_thread):
+        args, ckpt, tmp = trained_once
         args = [*args, "--ckpt_path", ckpt, "--model.alphas", "[0.1, 0.3, 0.5]"]  # PCK away from 0 on a tiny model
         for sub, extra in (("validate", []), ("test", []), ("test", ["--model.kbc.enabled", "true"])):
             single = main([sub, *args, *extra])
@@ -265,8 +276,8 @@ class TestTwoProcesses:
         main(["predict", *args, *DDP, "--predictions.path", str(tmp / "two.json")])
         assert (tmp / "two.json").read_text() == (tmp / "one.json").read_text()
 
-    def test_fit_writes_the_run_checkpoint_and_a_bad_output_stops_every_process(self, trained, one_thread):
-        args, ckpt, tmp = trained
+    def test_fit_writes_the_run_checkpoint_and_a_bad_output_stops_every_process(self, trained_once, one_thread):
+        args, ckpt, tmp = trained_once
         main(["fit", *args, *DDP, "--trainer.max_steps", "2", "--trainer.logger.name", "ddp"])
         saved = find_last_checkpoint(tmp / "logs" / "ddp" / "checkpoints")
         assert torch.load(saved, weights_only=False)["global_step"] == 2
