@@ -73,6 +73,13 @@ def write_spair_tree(root, pairs_per_split=None, size_range=(96, 160), seed=0, c
     return written
 
 
+def truncate_image(path, keep=0.5):
+    """Cut an image file short, as an interrupted copy does: its header still reads (every
+    set-up check passes), its pixels do not decode."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
 @pytest.fixture
 def spair_tree(tmp_path):
     """A tiny SPair-71k tree at ``tmp_path/SPair-71k``; yields (root, pairs written per split)."""

@@ -1,12 +1,22 @@
 """The `sosc` command in-process: fit, test, predict, overrides and bad input."""
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
+from conftest import truncate_image, write_spair_tree
+from lightning.pytorch.callbacks import Callback
 
+import sosc
+from sosc.callbacks import RunCheckpoint, find_last_checkpoint
 from sosc.cli import main
-from sosc.errors import ConfigError
+from sosc.data import TrainSampler
+from sosc.errors import ConfigError, DatasetError
 
 
 def common(root: Path, logs: Path) -> list[str]:
@@ -121,3 +131,158 @@ def test_no_matcher_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--data", "sosc.data.SPair71kDataModule", "--data.root", str(tmp_path)], run=False)
     assert "model.matcher" in capsys.readouterr().err
+
+
+# -- resuming ----------------------------------------------------------------------------------
+class StallAfterStep(Callback):
+    """Used by a ``sosc fit`` subprocess: once ``step`` steps are done (the checkpoint callbacks,
+    which Lightning runs after this one, have saved the steps before), write ``marker`` and wait
+    to be killed. It also sets the subprocess's ``threads`` to the test process's: float sums
+    depend on the thread count, and importing this module (conftest) sets its own."""
+
+    def __init__(self, step: int, marker: str, threads: int) -> None:
+        self.step, self.marker = step, marker
+        torch.set_num_threads(threads)
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step >= self.step:
+            Path(self.marker).write_text(str(trainer.global_step))
+            time.sleep(300)
+            os._exit(3)  # never reached when the test kills us
+
+
+def resume_args(root: Path, logs: Path) -> list[str]:
+    """A tiny run with every source of randomness on: shuffling, train-time KBC, augmentation;
+    4 training pairs in batches of 1, so that step 2 is the middle of epoch 0 and step 6 of epoch 1.
+    On the CPU, whose kernels are deterministic (cuDNN's backward need not be)."""
+    return [*common(root, logs), "--trainer.accelerator", "cpu", "--seed_everything", "0", "--data.batch_size", "1",
+            "--model.kbc.train_p", "0.5", "--model.warmup_steps", "2", "--trainer.max_steps", "6",
+            "--trainer.limit_val_batches", "0", "--checkpoint.every_n_train_steps", "2"]
+
+
+def test_a_run_killed_after_a_step_checkpoint_resumes_to_the_same_weights_and_pck(spair_tree, tmp_path):
+    root, _ = spair_tree
+    marker = tmp_path / "stalled"
+    stall = json.dumps({"class_path": "test_cli.StallAfterStep",
+                        "init_args": {"step": 3, "marker": str(marker), "threads": torch.get_num_threads()}})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(sosc.__file__).parents[1]), str(Path(__file__).parent)])}
+    killed = subprocess.Popen([sys.executable, "-m", "sosc.cli", "fit", *resume_args(root, tmp_path / "logs"),
+                               f"--trainer.callbacks+={stall}"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists() and killed.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert marker.exists(), killed.stdout.read().decode()[-3000:] if killed.poll() is not None else "no step 3"
+    finally:
+        killed.kill()  # SIGKILL: no exception handler, no checkpoint on the way out
+        killed.wait()
+    folder = tmp_path / "logs" / "sosc" / "checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch=0-step=2.ckpt", "last.ckpt"]
+    (folder / "last.ckpt").unlink()  # as if killed between the step checkpoint and the link
+
+    resumed = main(["fit", *resume_args(root, tmp_path / "logs"), "--ckpt_path", "last"])
+    straight = main(["fit", *resume_args(root, tmp_path / "straight")])
+    assert resumed.trainer.global_step == straight.trainer.global_step == 6
+    ours, theirs = resumed.model.state_dict(), straight.model.state_dict()
+    assert max(float((ours[k].float() - theirs[k].float()).abs().max()) for k in ours) <= 1e-6
+    pck = [cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False) for cli in (resumed, straight)]
+    assert pck[0] == pck[1]
+
+
+def test_ckpt_path_last_without_a_checkpoint_names_the_folder(spair_tree, tmp_path):
+    root, _ = spair_tree
+    with pytest.raises(ConfigError, match=r"--ckpt_path last: no checkpoint in .*logs/sosc/checkpoints"):
+        main(["fit", *common(root, tmp_path / "logs"), "--ckpt_path", "last"])
+
+
+def test_a_bad_training_image_saves_a_checkpoint_before_failing(spair_tree, tmp_path):
+    """The truncated JPEG passes set-up (headers only), is drawn at the third step, and the step
+    checkpoint of the exception lets the run go on once the file is fixed (or checked at set-up
+    with verify_images)."""
+    root, written = spair_tree
+    args = [*common(root, tmp_path / "logs"), "--seed_everything", "0", "--data.batch_size", "1",
+            "--trainer.max_steps", "4", "--trainer.limit_val_batches", "0"]
+    order = [i for i, _ in TrainSampler(range(len(written["trn"])), seed=0)]
+    pair = written["trn"][order[2]]
+    image = root / "JPEGImages" / pair["category"] / pair["src_imname"]
+    intact = image.read_bytes()
+    truncate_image(image)
+    with pytest.raises(DatasetError, match=pair["src_imname"]):
+        main(["fit", *args])
+    saved = find_last_checkpoint(tmp_path / "logs" / "sosc" / "checkpoints")
+    assert saved is not None and torch.load(saved, weights_only=False)["global_step"] >= 1
+    with pytest.raises(DatasetError, match=rf"do not decode: .*{pair['src_imname']}"):
+        main(["fit", *args, "--data.verify_images", "true"])  # named at set-up, before any step
+    image.write_bytes(intact)
+    assert main(["fit", *args, "--ckpt_path", "last"]).trainer.global_step == 4
+
+
+def test_checkpointing_can_be_turned_off(spair_tree, tmp_path):
+    """Lightning refuses enable_checkpointing=false beside a checkpoint callback: sosc drops its own."""
+    root, _ = spair_tree
+    cli = main([*common(root, tmp_path / "logs"), "--trainer.enable_checkpointing", "false"], run=False)
+    assert cli.trainer.checkpoint_callbacks == []
+    assert [type(c) for c in main(common(root, tmp_path / "logs"), run=False).trainer.checkpoint_callbacks] == [RunCheckpoint]
+
+
+# -- several processes -------------------------------------------------------------------------
+DDP = ["--trainer.strategy", "ddp_fork", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
+
+
+@pytest.fixture
+def one_thread():
+    """Both processes of a ``ddp_fork`` run single-threaded: GNU OpenMP hangs in a forked child
+    whose parent has used its thread pool. The single-process reference runs the same way."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+needs_fork = pytest.mark.skipif(
+    not torch.distributed.is_available() or "fork" not in torch.multiprocessing.get_all_start_methods(),
+    reason="the 2-process runs fork gloo workers",
+)
+
+
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory):
+    """As ``trained``, once for the 2-process tests (each reads it and writes elsewhere)."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    write_spair_tree(tmp / "SPair-71k")
+    args = common(tmp / "SPair-71k", tmp / "logs")
+    callback = main(["fit", *args, "--trainer.max_steps", "2"]).trainer.checkpoint_callback
+    return args, callback.best_model_path or callback.last_model_path, tmp
+
+
+@needs_fork
+@pytest.mark.distributed
+class TestTwoProcesses:
+    """`sosc` on 2 CPU processes (gloo) gives what 1 process gives."""
+
+    def test_validate_test_and_predict_equal_one_process(self, trained_once, one_thread):
+        args, ckpt, tmp = trained_once
+        # CPU for the 1-process reference too; alphas that keep PCK away from 0 on a tiny model
+        args = [*args, "--trainer.accelerator", "cpu", "--ckpt_path", ckpt, "--model.alphas", "[0.1, 0.3, 0.5]"]
+        for sub, extra in (("validate", []), ("test", []), ("test", ["--model.kbc.enabled", "true"])):
+            single = main([sub, *args, *extra])
+            one = {k: float(v) for k, v in single.trainer.callback_metrics.items()}
+            two = {k: float(v) for k, v in main([sub, *args, *extra, *DDP, "--report.folder", str(tmp / "ddp")])
+                   .trainer.callback_metrics.items()}
+            assert two.keys() == one.keys() and two == pytest.approx(one, rel=1e-6), sub  # val/loss: a mean of means
+            assert {k: v for k, v in two.items() if "pck" in k} == {k: v for k, v in one.items() if "pck" in k}, sub
+        assert float(two["test/pairs"]) == 3 and "test_kbc/pairs_zoomed" in two  # a repeated pair counts once
+        for name in ("pck_plain.csv", "pck_kbc_pred-box.csv"):  # the reports of the last (KBC) run
+            assert (tmp / "ddp" / name).read_text() == (Path(single.trainer.log_dir) / name).read_text(), name
+        main(["predict", *args, "--predictions.path", str(tmp / "one.json")])
+        main(["predict", *args, *DDP, "--predictions.path", str(tmp / "two.json")])
+        assert (tmp / "two.json").read_text() == (tmp / "one.json").read_text()
+
+    def test_fit_writes_the_run_checkpoint_and_a_bad_output_stops_every_process(self, trained_once, one_thread):
+        args, ckpt, tmp = trained_once
+        main(["fit", *args, *DDP, "--trainer.max_steps", "2", "--trainer.logger.name", "ddp"])
+        saved = find_last_checkpoint(tmp / "logs" / "ddp" / "checkpoints")
+        assert torch.load(saved, weights_only=False)["global_step"] == 2
+        (tmp / "taken.json").write_text("{}")
+        with pytest.raises(Exception, match="taken.json already exists"):
+            main(["predict", *args, *DDP, "--ckpt_path", ckpt, "--predictions.path", str(tmp / "taken.json")])

@@ -119,6 +119,17 @@ def test_plot_writes_a_figure(shifted_pair, tmp_path):
         assert im.size[0] > im.size[1] > 100
 
 
+@pytest.mark.parametrize("option", ["--out", "--plot"])
+@pytest.mark.parametrize("where", ["missing", "file"])
+def test_an_output_that_cannot_be_written_is_refused_before_anything_is_read(tmp_path, option, where):
+    (tmp_path / "file").write_text("")
+    why = {"missing": "its folder .* does not exist", "file": "is a file, not a folder"}[where]
+    with pytest.raises(ConfigError, match=rf"{option} .*out.json cannot be written: .*{why}"):
+        # the source does not exist either: the output is checked first, before any work
+        main(["--matcher", "feature", "--src", str(tmp_path / "none.png"), "--trg", str(tmp_path / "none.png"),
+              "--kps", "1,1", option, str(tmp_path / where / "out.json")])
+
+
 def test_lightning_load_from_checkpoint_works_too(kbcnet_checkpoint):
     from sosc import CorrespondenceModule
 

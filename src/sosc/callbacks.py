@@ -1,26 +1,119 @@
-"""Lightning callbacks that write what a run produced: PCK reports and predictions.
+"""Lightning callbacks that write what a run produced: checkpoints, PCK reports, predictions.
 
 :class:`~sosc.module.CorrespondenceModule` computes and logs PCK; these callbacks turn its
-results into files. The ``sosc`` CLI always adds both (options ``--report.*`` and
-``--predictions.*``); with a plain ``Trainer`` add them to ``callbacks=[...]``.
+results into files. The ``sosc`` CLI always adds :class:`PCKReport` (``--report.*``),
+:class:`PredictionWriter` (``--predictions.*``) and a step :class:`RunCheckpoint`
+(``--checkpoint.*``); with a plain ``Trainer`` add them to ``callbacks=[...]``.
 
-Every process calls their hooks (reading ``trainer.log_dir`` is a collective call under
-DDP); only the global-zero process writes.
+Every process calls their hooks (reading ``trainer.log_dir`` and checking an output path are
+collective under DDP: rank 0 decides and tells the others); only the global-zero process writes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
 
 from sosc.errors import ConfigError
+from sosc.outputs import check_output_file, check_output_folder
 from sosc.report import markdown, write_report
+
+#: The run's checkpoint folder, under the logger's root: ``<save_dir>/<name>/checkpoints``.
+CHECKPOINT_FOLDER = "checkpoints"
+
+
+def run_folder(trainer: L.Trainer) -> Path:
+    """The folder of a run, the same for each of its versions: the first logger's ``root_dir``
+    (``<save_dir>/<name>`` for the CSV and TensorBoard loggers), else ``<save_dir>/<name>``
+    (W&B: the project), else ``trainer.default_root_dir``."""
+    logger = trainer.loggers[0] if trainer.loggers else None
+    if logger is not None:
+        if logger.root_dir:
+            return Path(logger.root_dir)
+        if logger.save_dir:
+            return Path(logger.save_dir) / str(logger.name or "")
+    return Path(trainer.default_root_dir)
+
+
+def find_last_checkpoint(folder: str | Path) -> Path | None:
+    """The newest complete checkpoint in ``folder`` (``*.ckpt``, the most recently written), or
+    None when there is none. ``last.ckpt`` links to the newest step checkpoint; when it is
+    missing or dangling (a run killed between the two writes) the step checkpoint is found all
+    the same. A file cut short (a run killed while it was being copied into place) is passed
+    over with a warning: a checkpoint is a zip archive, complete only with its end record."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    found = []
+    for path in folder.glob("*.ckpt"):
+        try:
+            found.append((path.stat().st_mtime_ns, path.name != "last.ckpt", path))
+        except OSError:  # a link whose checkpoint was just replaced
+            continue
+    for _, _, path in sorted(found, reverse=True):
+        if zipfile.is_zipfile(path):
+            return path
+        warnings.warn(f"{path} is incomplete (cut short while being written): resuming from an older one",
+                      stacklevel=2)
+    return None
+
+
+def broadcast_check(trainer: L.Trainer, check) -> None:
+    """Run ``check()`` (raising :class:`ConfigError`) on rank 0 and raise the same error on every
+    process: every rank stops before any work, and only rank 0's file system is asked."""
+    message = None
+    if trainer.is_global_zero:
+        try:
+            check()
+        except ConfigError as err:
+            message = str(err)
+    message = trainer.strategy.broadcast(message, src=0)
+    if message is not None:
+        raise ConfigError(message)
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's :class:`~lightning.pytorch.callbacks.ModelCheckpoint`, in the run's folder.
+
+    Every argument is ModelCheckpoint's. Three differences:
+
+    - ``dirpath`` defaults to ``<run folder>/checkpoints`` (:func:`run_folder`:
+      ``<save_dir>/<name>/checkpoints`` with the CSV logger), the same folder for every version
+      the logger opens, so that ``sosc fit --ckpt_path last`` finds the run's newest checkpoint
+      (:func:`find_last_checkpoint`) instead of looking in a new ``version_N``;
+    - with ``every_n_train_steps`` and no ``monitor``, the end of training is saved too (as
+      another step checkpoint), so that a run whose length is not a multiple of N keeps its
+      final weights;
+    - ``save_on_exception`` saves only in a single-process run: under DDP a rank that fails
+      alone would wait for the others at the save's barrier.
+
+    The ``sosc`` CLI always adds one as ``checkpoint``: every 100 training steps, keeping the
+    newest (``save_top_k=1``), ``last.ckpt`` linked to it, and one more on an exception.
+    """
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.dirpath is None:
+            self.dirpath = os.path.realpath(run_folder(trainer) / CHECKPOINT_FOLDER)
+        super().setup(trainer, pl_module, stage)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.monitor is None and self._every_n_train_steps >= 1 and not self._should_skip_saving_checkpoint(trainer):
+            candidates = self._monitor_candidates(trainer)
+            self._save_topk_checkpoint(trainer, candidates)
+            self._save_last_checkpoint(trainer, candidates)
+        super().on_train_end(trainer, pl_module)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if trainer.world_size == 1:
+            super().on_exception(trainer, pl_module, exception)
 
 
 class PCKReport(Callback):
@@ -44,6 +137,11 @@ class PCKReport(Callback):
     def report_folder(self, trainer: L.Trainer) -> Path:
         """The folder reports go to (call it on every process: ``log_dir`` is collective)."""
         return Path(self.folder) if self.folder else Path(trainer.log_dir or ".")
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Check ``--report.folder`` before any work (the logger's folder is the logger's)."""
+        if stage == "test" and self.folder:
+            broadcast_check(trainer, lambda: check_output_folder(self.folder, "--report.folder"))
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         folder = self.report_folder(trainer)
@@ -85,11 +183,11 @@ class PredictionWriter(BasePredictionWriter):
         return Path(self.path) if self.path else Path(trainer.log_dir or ".") / "predictions.json"
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Check the output file on rank 0 before any batch; every process stops on a bad one."""
         if stage != "predict":
             return
-        self._target = self.target(trainer)
-        if trainer.is_global_zero:
-            check_output_file(self._target, self.overwrite, "--predictions.path")
+        self._target = target = self.target(trainer)
+        broadcast_check(trainer, lambda: check_output_file(target, self.overwrite, "--predictions.path"))
 
     def on_predict_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._rows = []
@@ -125,23 +223,6 @@ def gather_objects(rows: list[Any]) -> list[Any]:
     parts: list[list[Any] | None] = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(parts, list(rows))
     return [row for part in parts for row in (part or [])]
-
-
-def check_output_file(path: Path, overwrite: bool, option: str) -> None:
-    """Raise :class:`ConfigError` before any work when ``path`` cannot be written: it exists and
-    ``overwrite`` is false, or its folder cannot be created or written. ``option`` names the
-    setting to change."""
-    if path.exists() and not overwrite:
-        raise ConfigError(f"{path} already exists: give another {option}, or allow overwriting it")
-    if path.exists() and path.is_dir():
-        raise ConfigError(f"{path} is a folder: give a file name as {option}")
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"cannot create the folder {folder} for {option} ({err}): choose another path") from err
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"the folder {folder} cannot be written ({option}): choose another path")
 
 
 def write_predictions(path: Path, header: dict[str, Any], rows: list[dict[str, Any]]) -> None:

@@ -8,8 +8,13 @@ to LightningCLI:
 - one KBC configuration: ``model.kbc`` (:class:`sosc.kbc.KBCConfig`) is linked to the data
   module's ``kbc`` for train-time KBC;
 - one input size: ``data.init_args.input_size``; the model reads it from the batches;
-- two callbacks that are always there: ``report`` (:class:`sosc.callbacks.PCKReport`) and
-  ``predictions`` (:class:`sosc.callbacks.PredictionWriter`);
+- three callbacks that are always there: ``report`` (:class:`sosc.callbacks.PCKReport`),
+  ``predictions`` (:class:`sosc.callbacks.PredictionWriter`) and ``checkpoint``
+  (:class:`sosc.callbacks.RunCheckpoint`: every ``--checkpoint.every_n_train_steps`` (100)
+  training steps, ``last.ckpt``, and on an exception, in ``<save_dir>/<name>/checkpoints``);
+- ``--ckpt_path last``: the newest checkpoint in the run's checkpoint folder
+  (:func:`sosc.callbacks.find_last_checkpoint`), or an error naming the folder when there is
+  none (plain LightningCLI would look in a new ``version_N`` folder and train from scratch);
 - the matcher's exact configuration handed to the module for the checkpoint record
   (:mod:`sosc.checkpoint`);
 - a checkpoint only supplies weights: the command line and the config decide the options.
@@ -19,12 +24,28 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
+from lightning.pytorch.callbacks import Callback, Checkpoint
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities import rank_zero_info
 
-from sosc.callbacks import PCKReport, PredictionWriter
+from sosc.callbacks import (
+    CHECKPOINT_FOLDER,
+    PCKReport,
+    PredictionWriter,
+    RunCheckpoint,
+    find_last_checkpoint,
+    run_folder,
+)
 from sosc.data.datamodule import PairDataModule
+from sosc.errors import ConfigError
 from sosc.module import CorrespondenceModule
+
+#: The ``checkpoint`` callback's defaults (every option is ``--checkpoint.<name>``).
+CHECKPOINT_DEFAULTS = {"every_n_train_steps": 100, "save_top_k": 1, "save_last": "link", "save_on_exception": True,
+                       "enable_version_counter": False}
 
 
 class SoscCLI(LightningCLI):
@@ -44,6 +65,8 @@ class SoscCLI(LightningCLI):
         parser.link_arguments("model.kbc", "data.init_args.kbc", apply_on="parse")
         parser.add_lightning_class_args(PCKReport, "report")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
+        parser.set_defaults({f"checkpoint.{key}": value for key, value in CHECKPOINT_DEFAULTS.items()})
         # No default matcher: jsonargparse carries the init_args of a default class over to the
         # class given on the command line, so `--model.matcher sosc.KBCNet` would silently
         # inherit another matcher's backbone, temperature and freezing.
@@ -55,6 +78,49 @@ class SoscCLI(LightningCLI):
                 },
             }
         )
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Any:
+        """As LightningCLI, but without the ``checkpoint`` callback when
+        ``--trainer.enable_checkpointing false`` (which Lightning refuses with any checkpoint
+        callback present)."""
+        if config.get("enable_checkpointing") is False:
+            callbacks = [cb for cb in callbacks if not isinstance(cb, Checkpoint)]
+        return super()._instantiate_trainer(config, callbacks)
+
+    def resolve_last_checkpoint(self) -> None:
+        """Replace ``--ckpt_path last`` by the newest checkpoint in the run's checkpoint folder, or
+        raise :class:`ConfigError` naming the folder, before any work."""
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") != "last":
+            return
+        folders = [
+            Path(cb.dirpath) if cb.dirpath else run_folder(self.trainer) / CHECKPOINT_FOLDER
+            for cb in self.trainer.checkpoint_callbacks
+            if isinstance(cb, RunCheckpoint)
+        ]
+        if not folders:
+            return  # no run checkpoint: Lightning's own meaning of "last"
+        found = [path for path in map(find_last_checkpoint, dict.fromkeys(folders)) if path is not None]
+        if not found:
+            raise ConfigError(
+                f"--ckpt_path last: no checkpoint in {', '.join(map(str, dict.fromkeys(folders)))}, the checkpoint "
+                "folder of the run named by --trainer.logger.init_args.save_dir and .name: give the save_dir and "
+                "name of the run to resume, or a checkpoint file, or leave --ckpt_path out to start afresh"
+            )
+        config["ckpt_path"] = str(max(found, key=lambda p: p.stat().st_mtime_ns))
+        rank_zero_info(f"--ckpt_path last: {config['ckpt_path']}")
+
+    def before_fit(self) -> None:
+        self.resolve_last_checkpoint()
+
+    def before_validate(self) -> None:
+        self.resolve_last_checkpoint()
+
+    def before_test(self) -> None:
+        self.resolve_last_checkpoint()
+
+    def before_predict(self) -> None:
+        self.resolve_last_checkpoint()
 
     def instantiate_classes(self) -> None:
         """Instantiate as LightningCLI does, then hand the module the matcher's exact configuration

@@ -25,6 +25,7 @@ from sosc.checkpoint import load_module
 from sosc.data.images import read_image
 from sosc.errors import ShapeError, SoscError
 from sosc.kbc import REASONS, KBCConfig, KBCWrapper
+from sosc.outputs import check_output_file
 
 
 def load_image(path: str | Path, background: float | str | Sequence[float] = "white") -> torch.Tensor:
@@ -232,7 +233,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 def run(opts: argparse.Namespace) -> dict[str, Any]:
     """``sosc-match`` with parsed options (see :func:`main`). The images and keypoints are read
-    before the matcher is built, so that a mistake in them is reported at once."""
+    before the matcher is built, so that a mistake in them is reported at once; ``--out`` and
+    ``--plot`` first of all, so that a result is never computed and then lost."""
+    for path, option in ((opts.out, "--out"), (opts.plot, "--plot")):
+        if path:
+            check_output_file(path, True, option, create_folder=False)
     background = _background(opts.background)
     src_img, trg_img = load_image(opts.src, background), load_image(opts.trg, background)
     if opts.kps_file:

@@ -251,11 +251,14 @@ class CorrespondenceModule(L.LightningModule):
         self._update(self.val_pck, batch, to_original(batch, pred, "trg"))
 
     def on_validation_epoch_end(self) -> None:
+        # compute() gathers every process's pairs (a collective: it runs on every rank) and gives
+        # each rank the same value; the max over ranks of equal values is that value, exactly (a
+        # mean need not be), and every rank keeps it for checkpoint monitors.
         result = self.val_pck.compute()
         for a in self.alphas:
             key = f"pck@{a:g}"
             if key in result:
-                self.log(f"val/{key}", result[key], prog_bar=a == 0.1)
+                self.log(f"val/{key}", result[key], prog_bar=a == 0.1, sync_dist=True, reduce_fx="max")
         self.val_pck.reset()
 
     def test_step(self, batch: PairBatch, batch_idx: int) -> None:
@@ -303,7 +306,7 @@ class CorrespondenceModule(L.LightningModule):
             note = decisions_line(counts)
             for key in ("pairs zoomed", "keypoints zoomed, pass 2 kept", "keypoints zoomed, pass 1 kept"):
                 self.log(f"{self.test_prefix}_kbc/{key.replace(' ', '_').replace(',', '')}", float(counts.get(key, 0)),
-                         rank_zero_only=True)
+                         sync_dist=True, reduce_fx="max")  # gathered by compute(), as the PCK below
         reports.append(EvalReport(self.test_prefix, self.report_stem, self.test_title, self.test_pck.compute(), note))
         self.test_pck.reset()
         self.test_pck_plain.reset()
@@ -311,7 +314,8 @@ class CorrespondenceModule(L.LightningModule):
         for report in reports:
             for key in (*self.headline_keys, "pairs", "keypoints"):
                 if key in report.result:
-                    self.log(f"{report.prefix}/{key}", report.result[key], rank_zero_only=True)
+                    # equal on every rank (compute() gathered them): see on_validation_epoch_end
+                    self.log(f"{report.prefix}/{key}", report.result[key], sync_dist=True, reduce_fx="max")
         self.test_reports = reports
 
     def predict_step(self, batch: PairBatch, batch_idx: int) -> list[dict[str, Any]]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import truncate_image
 
 from sosc.data import PairDataModule, SPair71kDataModule, SyntheticDataModule
 from sosc.data.datamodule import STAGE_SPLITS
+from sosc.errors import DatasetError
 from sosc.kbc import KBCConfig
 
 
@@ -63,3 +65,68 @@ class TestStagesAndLoaders:
     def test_the_base_class_says_what_a_subclass_provides(self, tmp_path):
         with pytest.raises(NotImplementedError):
             PairDataModule(tmp_path).read_split("test")
+
+
+class TestTrainSampler:
+    def test_the_order_is_a_function_of_seed_and_epoch_and_the_shards_cover_every_pair(self):
+        from sosc.data import TrainSampler
+
+        one = TrainSampler(range(7), seed=0)
+        assert list(one) == list(TrainSampler(range(7), seed=0)) and all(e == 0 for _, e in one)
+        one.set_epoch(1)
+        assert [i for i, _ in one] != [i for i, _ in TrainSampler(range(7), seed=0)]
+        assert {e for _, e in one} == {1}
+        shards = [list(TrainSampler(range(7), seed=0, num_replicas=2, rank=r)) for r in (0, 1)]
+        assert len(shards[0]) == len(shards[1]) == 4 and {i for s in shards for i, _ in s} == set(range(7))
+
+    def test_a_resumed_sampler_skips_only_in_its_first_epoch(self):
+        from sosc.data import TrainSampler
+
+        full = TrainSampler(range(7), seed=3)
+        full.set_epoch(2)
+        resumed = TrainSampler(range(7), seed=3, epoch=2, skip=4)
+        assert list(resumed) == list(full)[4:] and len(resumed) == 7  # Lightning counts the whole epoch
+        resumed.set_epoch(3)
+        full.set_epoch(3)
+        assert list(resumed) == list(full)
+
+
+class TestResume:
+    def images(self, dm):
+        return [batch["src_img"] for batch in dm.train_dataloader()]
+
+    def test_a_checkpoint_record_resumes_the_epoch_at_its_next_batch_with_the_same_draws(self, spair_tree):
+        root, _ = spair_tree
+        kwargs = dict(input_size=32, num_workers=0, batch_size=1, kbc=KBCConfig(train_p=0.5), train_seed=5)
+        dm = SPair71kDataModule(root, **kwargs)
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(1)
+        epoch1 = [batch["src_img"] for batch in loader]
+        resumed = SPair71kDataModule(root, **kwargs)
+        resumed.load_state_dict({"train": {"seed": 5, "epoch": 1, "batches": 2}})
+        again = self.images(resumed)
+        assert len(again) == len(epoch1) - 2 and all(torch.equal(a, b) for a, b in zip(again, epoch1[2:]))
+
+    def test_the_seed_comes_from_the_checkpoint_then_train_seed_then_seed_everything(self, tmp_path, monkeypatch):
+        monkeypatch.setenv("PL_GLOBAL_SEED", "7")
+        assert SPair71kDataModule(tmp_path).training_seed() == 7
+        dm = SPair71kDataModule(tmp_path, train_seed=3)
+        assert dm.training_seed() == 3
+        dm.load_state_dict({"train": {"seed": 11, "epoch": 0, "batches": 0}})
+        assert dm.training_seed() == 11
+        assert SPair71kDataModule(tmp_path).state_dict() == {}  # nothing to record outside training
+        assert SyntheticDataModule(tmp_path, seed=4).training_seed() == 7  # its `seed` is the generator's
+
+
+class TestVerifyImages:
+    def test_a_truncated_training_image_is_named_at_set_up_or_its_pair_skipped(self, spair_tree):
+        root, written = spair_tree
+        pair = written["trn"][2]
+        truncate_image(root / "JPEGImages" / pair["category"] / pair["trg_imname"])
+        SPair71kDataModule(root, input_size=32, num_workers=0).setup("fit")  # headers only: passes
+        with pytest.raises(DatasetError, match=pair["trg_imname"]):
+            SPair71kDataModule(root, input_size=32, num_workers=0, verify_images=True).setup("fit")
+        dm = SPair71kDataModule(root, input_size=32, num_workers=0, verify_images=True, strict=False)
+        with pytest.warns(UserWarning, match="1 pairs \\(image does not decode"):
+            dm.setup("fit")
+        assert len(dm.datasets["train"]) == len(written["trn"]) - 1

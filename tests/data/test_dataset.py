@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import truncate_image
 
 from sosc.data import SPair71kDataModule, collate_pairs, read_spair
 from sosc.data.dataset import PairDataset, validate_records
@@ -181,3 +182,48 @@ class TestValidateRecordsBoxes:
         (kept,), report = validate_records([near])
         assert not report
         assert kept.src_bbox.tolist() == [0, 0, w, h] and np.isnan(kept.trg_bbox).all()
+
+
+class TestPerItemRandomness:
+    """An item's random draws depend on (seed, epoch, index) alone, in any process or order."""
+
+    def dataset(self, spair_tree, seed=0):
+        from sosc.data.augment import Photometric
+        from sosc.kbc import KBCConfig, kbc_train_windows
+
+        root, _ = spair_tree
+        config = KBCConfig(train_p=0.5)
+
+        def window_fn(src_kps, trg_kps, valid, src_hw, trg_hw, generator):
+            return kbc_train_windows(src_kps, trg_kps, valid, src_hw, trg_hw, (32, 32), config, generator)
+
+        return PairDataset(read_spair(root, "train")[0], 32, augment=Photometric(), window_fn=window_fn, seed=seed)
+
+    def test_the_same_key_draws_the_same_item_whatever_came_before(self, spair_tree):
+        a, b = self.dataset(spair_tree), self.dataset(spair_tree)
+        torch.manual_seed(123)
+        first = a[(2, 5)]
+        torch.rand(100)  # the global random state no longer matters
+        _ = b[(1, 5)], b[(3, 0)]
+        again = b[(2, 5)]
+        assert torch.equal(first["src_img"], again["src_img"]) and torch.equal(first["trg_window"], again["trg_window"])
+
+    def test_another_epoch_or_seed_draws_anew_and_a_bare_index_is_epoch_zero(self, spair_tree):
+        ds = self.dataset(spair_tree)
+        assert not torch.equal(ds[(2, 0)]["src_img"], ds[(2, 1)]["src_img"])
+        assert not torch.equal(ds[(2, 0)]["src_img"], self.dataset(spair_tree, seed=1)[(2, 0)]["src_img"])
+        assert torch.equal(ds[2]["src_img"], ds[(2, 0)]["src_img"]) and ds[(2, 1)]["index"] == 2
+
+
+class TestVerifyImages:
+    def test_a_truncated_image_passes_the_header_checks_but_not_verification(self, spair_tree):
+        from sosc.data.dataset import verify_images
+
+        root, written = spair_tree
+        pair = written["trn"][1]
+        truncate_image(root / "JPEGImages" / pair["category"] / pair["src_imname"])
+        records, _ = read_spair(root, "train")  # headers only: nothing noticed
+        with pytest.raises(DatasetError, match=rf"1 image\(s\) do not decode: .*{pair['src_imname']}.*strict=False"):
+            verify_images(records)
+        kept, report = verify_images(records, strict=False)
+        assert len(kept) == len(records) - 1 and report.pairs == {"image does not decode": 1}

@@ -1,6 +1,6 @@
 """Benchmarks as LightningDataModules, all producing :class:`sosc.types.PairItem` batches."""
 
-from sosc.data.datamodule import PairDataModule
+from sosc.data.datamodule import PairDataModule, TrainSampler
 from sosc.data.dataset import PairDataset, collate_pairs
 from sosc.data.download import ArchiveSpec, DownloadError, ensure_benchmark, extract, fetch
 from sosc.data.pfpascal import PFPASCAL_CATEGORIES, PFPascalDataModule, read_pfpascal
@@ -25,6 +25,7 @@ __all__ = [
     "SPair71kDataModule",
     "SkipReport",
     "SyntheticDataModule",
+    "TrainSampler",
     "collate_pairs",
     "ensure_benchmark",
     "extract",

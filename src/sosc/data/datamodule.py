@@ -1,12 +1,25 @@
-"""The LightningDataModule every benchmark shares: splits, datasets, loaders, skip reports."""
+"""The LightningDataModule every benchmark shares: splits, datasets, loaders, skip reports.
+
+Training data resumes exactly: the order of an epoch is a pure function of ``(seed, epoch)``
+(:class:`TrainSampler`) and an item's random draws of ``(seed, epoch, index)``
+(:func:`sosc.data.dataset.item_seed`). Every checkpoint records the seed, the epoch and how
+many of its batches were trained on (:meth:`PairDataModule.state_dict`); Lightning hands that
+back (``load_state_dict``) before the training loader is built, and the resumed run skips
+exactly those batches. This takes the place of Lightning's stateful-loader mechanism, whose
+saved state is dropped when ``configure_optimizers`` reads ``trainer.estimated_stepping_batches``
+(Lightning issue #20550), as the module's cosine schedule does.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from sosc.data.augment import Photometric
 from sosc.data.dataset import (
@@ -14,6 +27,7 @@ from sosc.data.dataset import (
     WindowFn,
     collate_pairs,
     validate_records,
+    verify_images,
     warn_skips,
 )
 from sosc.data.download import ArchiveSpec, ensure_benchmark
@@ -23,6 +37,53 @@ from sosc.kbc import KBCConfig, kbc_train_windows
 
 #: Lightning stage -> the splits it needs.
 STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
+
+
+class TrainSampler(DistributedSampler):
+    """The training order: shuffled as a pure function of ``(seed, epoch)``, sharded over
+    processes, resumable in the middle of an epoch.
+
+    Args:
+        dataset: the training set (only its length is used).
+        seed: seeds the order (``seed + epoch``, as :class:`~torch.utils.data.DistributedSampler`).
+        num_replicas, rank: the processes and this one's rank (1 and 0 without DDP); each
+            process takes every ``num_replicas``-th index of the epoch's permutation, padded by
+            repeats to equal shards.
+        epoch: the epoch the first iteration is for (Lightning calls :meth:`set_epoch` before
+            each later epoch).
+        skip: indices of ``epoch`` already trained on (a resumed run): its iteration starts
+            after them. ``len()`` stays the full shard, as Lightning counts an epoch's batches.
+
+    Yields ``(index, epoch)`` keys: :class:`~sosc.data.dataset.PairDataset` draws an item's
+    augmentation from them, so the order and the draws repeat in every process and worker.
+    Lightning leaves a :class:`DistributedSampler` in place under DDP.
+
+    >>> s = TrainSampler(range(6), seed=0)
+    >>> order = list(s)
+    >>> sorted(i for i, _ in order), list(TrainSampler(range(6), seed=0, skip=4)) == order[4:]
+    ([0, 1, 2, 3, 4, 5], True)
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset | Sequence,
+        *,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+        epoch: int = 0,
+        skip: int = 0,
+    ) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
+        self.epoch = int(epoch)
+        self.resume_epoch, self.skip = int(epoch), int(skip)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        indices = list(super().__iter__())
+        if epoch == self.resume_epoch:
+            indices = indices[self.skip :]
+        return iter([(int(i), epoch) for i in indices])
 
 
 class PairDataModule(L.LightningDataModule):
@@ -51,6 +112,13 @@ class PairDataModule(L.LightningDataModule):
         url: download from this URL (a mirror) instead of the environment variable named by
             the archive (``SOSC_SPAIR_URL``, ...) or the official URL.
         sha256: expected checksum of the archive (none is published for these benchmarks).
+        train_seed: seeds the training order and each training item's augmentation (a pure
+            function of seed, epoch and index); None: the run's ``seed_everything`` seed
+            (``PL_GLOBAL_SEED``), else 0. A resumed run keeps the seed its checkpoint records.
+        verify_images: decode every image of the splits being set up, in full, during set-up
+            (a truncated file passes the header checks and would only fail when drawn); with
+            ``strict`` a file that does not decode is an error naming it, else its pairs are
+            skipped and reported. Costs a few ms per image.
     """
 
     #: Human-readable benchmark name used in messages.
@@ -79,6 +147,8 @@ class PairDataModule(L.LightningDataModule):
         download: bool = True,
         url: str | None = None,
         sha256: str | None = None,
+        train_seed: int | None = None,
+        verify_images: bool = False,
     ) -> None:
         super().__init__()
         self.root = Path(root).expanduser()
@@ -94,8 +164,12 @@ class PairDataModule(L.LightningDataModule):
         self.download = download
         self.url = url
         self.sha256 = sha256
+        self.train_seed = train_seed
+        self.verify_images = verify_images
         self.datasets: dict[str, PairDataset] = {}
         self.skipped: dict[str, SkipReport] = {}
+        #: ``{"seed", "epoch", "batches"}`` from a checkpoint (:meth:`load_state_dict`), else None.
+        self.resume_state: dict[str, int] | None = None
 
     # -- what a subclass provides ------------------------------------------------------
     def read_split(self, split: str) -> tuple[list[PairRecord], SkipReport]:
@@ -155,6 +229,11 @@ class PairDataModule(L.LightningDataModule):
             raise empty_split_error(self.name, name, report, self.extra_help())
         if self.max_pairs is not None:
             records = records[: self.max_pairs]
+        if self.verify_images:
+            records, undecodable = verify_images(records, strict=self.strict)
+            report = report.merge(undecodable)
+            if not records:
+                raise empty_split_error(self.name, name, report, self.extra_help())
         self.skipped[split] = report
         warn_skips(self.name, name, report)
         return records
@@ -173,13 +252,55 @@ class PairDataModule(L.LightningDataModule):
                 window_fn=self.train_window_fn() if train else None,
             )
 
+    # -- resuming ------------------------------------------------------------------------
+    def training_seed(self) -> int:
+        """The seed of the training order and augmentation: a checkpoint's when resuming, else
+        ``train_seed``, else the run's ``seed_everything`` seed (``PL_GLOBAL_SEED``), else 0."""
+        if self.resume_state is not None:
+            return int(self.resume_state["seed"])
+        if self.train_seed is not None:
+            return int(self.train_seed)
+        return int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint records of the training data (Lightning calls this on every save):
+        ``{"train": {"seed", "epoch", "batches"}}``, the batches of ``epoch`` already trained
+        on (a finished epoch is recorded as the next one, 0 batches). Empty outside training."""
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != "fit" or "train" not in self.datasets:
+            return {}
+        epoch = int(trainer.current_epoch)
+        batches = int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+        if batches >= trainer.num_training_batches:
+            epoch, batches = epoch + 1, 0
+        return {"train": {"seed": self.training_seed(), "epoch": epoch, "batches": batches}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Take a checkpoint's record (Lightning calls this before the training loader is built)."""
+        train = state_dict.get("train")
+        self.resume_state = {k: int(train[k]) for k in ("seed", "epoch", "batches")} if train else None
+        if train:  # Lightning's warning assumes a loader with state_dict(); this one resumes exactly
+            warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch")
+
+    # -- loaders -------------------------------------------------------------------------
     def _loader(self, split: str, *, train: bool) -> DataLoader:
         if split not in self.datasets:
             self.setup({"train": "fit", "val": "validate", "test": "test", "predict": "predict"}[split])
+        dataset = self.datasets[split]
+        sampler = None
+        if train:
+            trainer = self.trainer
+            resume = self.resume_state or {"epoch": 0, "batches": 0}
+            dataset.seed = self.training_seed()
+            sampler = TrainSampler(
+                dataset, seed=dataset.seed, epoch=resume["epoch"], skip=resume["batches"] * self.batch_size,
+                num_replicas=trainer.world_size if trainer is not None else 1,
+                rank=trainer.global_rank if trainer is not None else 0,
+            )
         return DataLoader(
-            self.datasets[split],
+            dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            sampler=sampler,
             drop_last=False,
             num_workers=self.num_workers,
             collate_fn=collate_pairs,
@@ -187,6 +308,7 @@ class PairDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        """Training batches in :class:`TrainSampler`'s order (resumed mid-epoch after a checkpoint)."""
         return self._loader("train", train=True)
 
     def val_dataloader(self) -> DataLoader:

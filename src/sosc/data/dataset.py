@@ -4,6 +4,11 @@ The flow of one item: read both images, mirror them if the record says so, choos
 window per image (the full image, or at training time a KBC window around the
 ground-truth keypoints), resample each window to the input size, map the keypoints
 into input pixels, and attach what the metric needs in original pixels.
+
+An item's random draws (train-time KBC windows, photometric augmentation) come from a
+generator seeded by :func:`item_seed` ``(seed, epoch, index)`` only: the training sampler
+(:class:`sosc.data.datamodule.TrainSampler`) hands the dataset ``(index, epoch)`` keys, so
+the same epoch redraws the same augmentation in any process, worker or resumed run.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ import logging
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset, default_collate
 
 from sosc.data.images import image_size, read_image
@@ -43,6 +50,9 @@ from sosc.types import PairBatch, PairItem
 
 log = logging.getLogger(__name__)
 
+#: Skip reason of a pair whose image does not decode (:func:`verify_images`, ``strict=False``).
+UNDECODABLE = "image does not decode"
+
 #: ``(src_kps, trg_kps, valid, src_size_hw, trg_size_hw, generator) -> (src_window, trg_window)``
 WindowFn = Callable[
     [torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int], tuple[int, int], torch.Generator],
@@ -53,6 +63,51 @@ WindowFn = Callable[
 def _as_tensor(values: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
     """A float32 tensor of ``shape`` from a record's numpy array."""
     return torch.from_numpy(np.asarray(values, dtype=np.float32).reshape(shape).copy())
+
+
+def item_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of one item's random draws: a pure function of the run's ``seed``, the
+    ``epoch`` and the item's ``index`` (all non-negative), well mixed
+    (:class:`numpy.random.SeedSequence`), in ``[0, 2**63)``.
+
+    >>> item_seed(0, 0, 0) == item_seed(0, 0, 0) != item_seed(0, 1, 0)
+    True
+    >>> item_seed(0, 0, 1)
+    7231514099887645586
+    """
+    words = np.random.SeedSequence([int(seed), int(epoch), int(index)]).generate_state(2, np.uint32)
+    return ((int(words[0]) << 32) | int(words[1])) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def verify_images(records: Sequence[PairRecord], *, strict: bool = True) -> tuple[list[PairRecord], SkipReport]:
+    """Decode every image of ``records`` in full (headers alone miss a truncated file).
+
+    With ``strict=True`` any image that does not decode raises :class:`DatasetError` naming
+    every such file (up to ten) and the fix; with ``strict=False`` the pairs that use one are
+    skipped and counted (``image does not decode``).
+    """
+    bad: dict[Path, str] = {}
+    for path in dict.fromkeys(p for rec in records for p in (rec.src_path, rec.trg_path)):
+        try:
+            with Image.open(path) as im:
+                im.load()
+        except (OSError, SyntaxError, ValueError) as err:
+            bad[Path(path)] = str(err)
+    if bad and strict:
+        listed = "; ".join(f"{path} ({why})" for path, why in list(bad.items())[:10])
+        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise DatasetError(
+            f"{len(bad)} image(s) do not decode: {listed}{more}. Re-download or re-extract them, or pass "
+            "strict=False to skip the pairs that use them (they are counted and reported)"
+        )
+    report = SkipReport()
+    kept = []
+    for rec in records:
+        if Path(rec.src_path) in bad or Path(rec.trg_path) in bad:
+            report.skip_pair(UNDECODABLE, str(rec.source or rec.pair_id))
+        else:
+            kept.append(rec)
+    return kept, report
 
 
 def validate_records(
@@ -111,6 +166,10 @@ class PairDataset(Dataset):
             evaluation time.
         augment: photometric augmentation ``(image, generator) -> image`` (training only).
         window_fn: train-time window choice (KBC augmentation); ``None`` = full images.
+        seed: the run's seed of per-item randomness (:func:`item_seed`).
+
+    ``dataset[index]`` or ``dataset[(index, epoch)]`` (the keys :class:`~sosc.data.datamodule.TrainSampler` yields):
+    the item's random draws depend on ``(seed, epoch, index)`` alone (epoch 0 for a bare index).
     """
 
     def __init__(
@@ -122,8 +181,10 @@ class PairDataset(Dataset):
         keep_original: bool = False,
         augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
         window_fn: WindowFn | None = None,
+        seed: int = 0,
     ) -> None:
         self.records = list(records)
+        self.seed = int(seed)
         self.input_size = as_size(input_size)
         most = max((r.num_kps for r in self.records), default=0)
         self.max_kps = max_kps if max_kps is not None else most
@@ -141,7 +202,8 @@ class PairDataset(Dataset):
         out[: len(kps)] = kps
         return out
 
-    def __getitem__(self, index: int) -> PairItem:
+    def __getitem__(self, key: int | tuple[int, int]) -> PairItem:
+        index, epoch = (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (int(key), 0)
         rec = self.records[index]
         src, trg = read_image(rec.src_path), read_image(rec.trg_path)
         src_kps, trg_kps = _as_tensor(rec.src_kps, (-1, 2)), _as_tensor(rec.trg_kps, (-1, 2))
@@ -157,7 +219,7 @@ class PairDataset(Dataset):
         valid[:n] = True
         src_kps_t, trg_kps_t = self._pad(src_kps), self._pad(trg_kps)
 
-        generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ())))
+        generator = torch.Generator().manual_seed(item_seed(self.seed, epoch, index))
         if self.window_fn is not None:
             src_window, trg_window = self.window_fn(src_kps_t, trg_kps_t, valid, src_hw, trg_hw, generator)
         else:
