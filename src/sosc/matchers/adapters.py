@@ -448,6 +448,11 @@ def chm_transfer(
         ``(B, N, 2)`` float32 target keypoints in target input pixels, ``(B, N)`` confidence
         (the attentive average of the cells' peak probabilities), and ``(B, h_s * w_s, 2)``
         each source cell's predicted target position.
+
+    >>> scores = torch.full((1, 2, 2, 2, 2), -10.0); scores[..., 1, 0] = 10.0  # all -> row 1, column 0
+    >>> kps, conf, _ = chm_transfer(scores, torch.tensor([[[4.0, 4.0]]]), 8, temperature=0.1)
+    >>> [round(v, 3) for v in kps[0, 0].tolist()], round(float(conf), 3)
+    ([0.0, 8.0], 1.0)
     """
     scores = as_score_volume(scores)
     b, h_s, w_s, h_t, w_t = scores.shape
