@@ -220,3 +220,63 @@ def test_debug_shows_the_traceback(shifted_pair, tmp_path, monkeypatch):
     monkeypatch.setenv("SOSC_DEBUG", "1")
     with pytest.raises(SoscError, match="is missing"):
         command(args)
+
+
+# -------------------------------------------------------------------------------------- --matcher (#14)
+
+
+@pytest.mark.parametrize("style", ["class path", "name", "json"])
+def test_matcher_by_class_path_and_arguments(shifted_pair, tmp_path, style):
+    """Before: ``--matcher`` took only ``feature``. Now any class, as ``sosc``'s ``--model.matcher``."""
+    src, trg = shifted_pair
+    init = {"backbone": "resnet18", "pretrained": False, "strides": [8]}
+    which = {
+        "class path": ["--matcher", "sosc.matchers.FeatureMatcher", "--matcher-args", json.dumps(init)],
+        "name": ["--matcher", "FeatureMatcher", "--matcher-args", json.dumps(init)],
+        "json": ["--matcher", json.dumps({"class_path": "sosc.matchers.FeatureMatcher", "init_args": init})],
+    }[style]
+    result = main([*which, "--src", str(src), "--trg", str(trg), "--kps", "150,100 300,150", "--out",
+                   str(tmp_path / "p.json")])
+    assert len(result["kps"]) == 2 and all(0 <= x <= 411 and 0 <= y <= 270 for x, y in result["kps"])
+
+
+def test_a_dinov2_matcher_gets_an_input_size_it_takes(shifted_pair, tmp_path):
+    """DINOv2's patch is 14: the default input is 252, not 256 (which KBCWrapper refuses)."""
+    from sosc.inference import build_matcher, default_input_size
+
+    init = {"backbone": "vit_small_patch14_dinov2", "pretrained": False, "strides": [14]}
+    assert default_input_size(build_matcher("FeatureMatcher", init)) == 252
+    src, trg = shifted_pair
+    result = main(["--matcher", "FeatureMatcher", "--matcher-args", json.dumps(init), "--src", str(src),
+                   "--trg", str(trg), "--kps", "150,100", "--no-kbc", "--out", str(tmp_path / "p.json")])
+    assert len(result["kps"]) == 1
+
+
+def test_nested_class_paths_are_built():
+    """A FlowMatcher's net, named by class path as in a ``sosc`` config."""
+    from sosc.inference import build_matcher
+    from sosc.matchers import FlowMatcher
+
+    m = build_matcher("sosc.matchers.FlowMatcher", {"net": {"class_path": "torch.nn.Identity"}, "flow_on": "second"})
+    assert isinstance(m, FlowMatcher) and isinstance(m.net, torch.nn.Identity) and m.flow_on == "second"
+
+
+@pytest.mark.parametrize("case", ["unknown", "argument", "json", "ckpt"])
+def test_matcher_mistakes_print_one_line_and_exit_2(shifted_pair, tmp_path, capsys, monkeypatch, case):
+    monkeypatch.delenv("SOSC_DEBUG", raising=False)
+    src, trg = shifted_pair
+    args, message = {
+        "unknown": (["--matcher", "sosc.matchers.NoSuchMatcher"],
+                    r"--matcher 'sosc.matchers.NoSuchMatcher': cannot import it .* one of sosc.matchers.CallableMatcher, "
+                    r"sosc.matchers.FeatureFnMatcher, sosc.matchers.FeatureMatcher, .*sosc.matchers.KBCNet"),
+        "argument": (["--matcher", "FeatureMatcher", "--matcher-args", '{"backbon": "resnet18"}'],
+                     r"unexpected keyword argument 'backbon'; it takes backbone, pretrained, strides"),
+        "json": (["--matcher", "FeatureMatcher", "--matcher-args", "{backbone: resnet18}"], r"--matcher-args: not valid JSON"),
+        "ckpt": (["--ckpt", str(tmp_path / "x.ckpt"), "--matcher-args", "{}"], r"--matcher-args goes with --matcher"),
+    }[case]
+    with pytest.raises(SystemExit) as exit_info:
+        command([*args, "--src", str(src), "--trg", str(trg), "--kps", "1,1"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sosc-match: error: ") and err.count("\n") == 1
+    assert re.search(message, err), err

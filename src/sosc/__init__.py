@@ -41,6 +41,7 @@ _NAMES = {
     "keypoints_of": "sosc.matchers.base",
     "Backbone": "sosc.matchers.backbone",
     "CallableMatcher": "sosc.matchers.adapters",
+    "FeatureFnMatcher": "sosc.matchers.adapters",
     "FlowMatcher": "sosc.matchers.adapters",
     "ScoreVolumeMatcher": "sosc.matchers.adapters",
     "CenterPivotConv4d": "sosc.matchers.cp4d",
@@ -74,7 +75,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         match_plain,
     )
     from sosc.losses import keypoint_epe
-    from sosc.matchers.adapters import CallableMatcher, FlowMatcher, ScoreVolumeMatcher
+    from sosc.matchers.adapters import (
+        CallableMatcher,
+        FeatureFnMatcher,
+        FlowMatcher,
+        ScoreVolumeMatcher,
+    )
     from sosc.matchers.backbone import Backbone
     from sosc.matchers.base import Matcher, MatchOutput, keypoints_of
     from sosc.matchers.cp4d import CenterPivotConv4d, center_pivot_conv4d

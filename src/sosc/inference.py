@@ -2,19 +2,25 @@
 
 ``sosc-match --ckpt last.ckpt --src a.jpg --trg b.jpg --kps "120,80 140,95"`` prints (or writes
 with ``--out``) JSON with the predicted target keypoints in original target pixels, with and
-without KBC, the windows KBC chose and the matcher's confidence. ``--matcher feature`` uses the
-training-free FeatureMatcher with the offline EfficientNet-Lite0 weights instead of a checkpoint.
-In Python: :func:`sosc.checkpoint.load_module` and :func:`match_pair`.
+without KBC, the windows KBC chose and the matcher's confidence. Instead of a checkpoint,
+``--matcher`` builds a matcher by class path, as the ``sosc`` CLI's ``--model.matcher`` does:
+``--matcher sosc.matchers.FeatureMatcher --matcher-args '{"backbone": "resnet18"}'``, a name of
+:mod:`sosc.matchers` (``--matcher FeatureMatcher``), any importable class (``mypkg.MyMatcher``),
+or a JSON ``{"class_path": ..., "init_args": {...}}``; ``--matcher feature`` is the training-free
+FeatureMatcher with the offline EfficientNet-Lite0 weights. In Python:
+:func:`sosc.checkpoint.load_module`, :func:`build_matcher` and :func:`match_pair`.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
+import inspect
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +29,7 @@ import torch
 
 from sosc.checkpoint import load_module
 from sosc.data.images import read_image
-from sosc.errors import ShapeError, SoscError
+from sosc.errors import ConfigError, ShapeError, SoscError
 from sosc.kbc import REASONS, KBCConfig, KBCWrapper
 from sosc.outputs import check_output_file
 
@@ -185,12 +191,119 @@ def kbc_config_from(opts: argparse.Namespace, enabled: bool = True) -> KBCConfig
     return KBCConfig(enabled=enabled, target="pred-box", train_p=0.0, **values)
 
 
+#: ``--matcher`` names that are not class paths.
+MATCHER_ALIASES = {"feature": "sosc.matchers.FeatureMatcher"}
+
+
+def _matcher_classes() -> list[str]:
+    """The class paths of :mod:`sosc.matchers`' matchers (for error messages)."""
+    import sosc.matchers
+
+    names = [n for n in sosc.matchers.__all__ if (n.endswith("Matcher") and n != "Matcher") or n == "KBCNet"]
+    return [f"sosc.matchers.{n}" for n in names]
+
+
+def _matcher_class(path: str) -> type:
+    """The class ``path`` names: an alias, a name of :mod:`sosc.matchers`, or a dotted class path."""
+    path = MATCHER_ALIASES.get(path, path)
+    module, _, name = path.rpartition(".")
+    if not module:
+        module = "sosc.matchers"
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError(
+            f"--matcher {path!r}: cannot import it ({err}); give a class path, one of "
+            f"{', '.join(_matcher_classes())}, a class of your own package (mypkg.MyMatcher), or 'feature'"
+        ) from err
+    if not inspect.isclass(cls):
+        raise ConfigError(f"--matcher {path!r} is a {type(cls).__name__}, not a class; give a matcher class")
+    return cls
+
+
+def _instantiate(cls: type, init_args: Mapping[str, Any], what: str) -> Any:
+    """``cls(**init_args)``, nested ``{"class_path", "init_args"}`` values built first (as the
+    ``sosc`` CLI does), a wrong argument named with the ones ``cls`` takes."""
+    args = {}
+    for key, value in init_args.items():
+        if isinstance(value, Mapping) and "class_path" in value:
+            value = _instantiate(_matcher_class(str(value["class_path"])), value.get("init_args") or {}, f"{what}.{key}")
+        args[key] = value
+    try:
+        inspect.signature(cls).bind(**args)
+    except TypeError as err:
+        params = [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
+        raise ConfigError(f"{what}: {cls.__module__}.{cls.__qualname__} {err}; it takes {', '.join(params)}") from err
+    return cls(**args)
+
+
+def build_matcher(matcher: str | Mapping[str, Any], init_args: str | Mapping[str, Any] | None = None) -> Any:
+    """The matcher ``sosc-match --matcher`` names, built and in eval mode.
+
+    Args:
+        matcher: a class path (``"sosc.matchers.FeatureMatcher"``, ``"mypkg.MyMatcher"``), a
+            name of :mod:`sosc.matchers` (``"KBCNet"``), ``"feature"`` (FeatureMatcher with its
+            offline EfficientNet-Lite0 weights), or ``{"class_path": ..., "init_args": {...}}``
+            (a dict or its JSON text, as in a ``sosc`` config).
+        init_args: the class's arguments, a dict or JSON text; nested ``{"class_path", ...}``
+            values are built too (e.g. the ``net`` of a :class:`~sosc.matchers.FlowMatcher`).
+            They override the ``init_args`` of a ``class_path`` dict.
+
+    Raises:
+        ConfigError: a class that cannot be imported (naming the matchers that exist), JSON
+            that does not parse, or arguments the class does not take (naming those it takes).
+
+    >>> build_matcher("CallableMatcher", '{"fn": {"class_path": "torch.nn.Identity"}}').fn
+    Identity()
+    """
+    def parse(text: str, option: str) -> Any:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{option}: not valid JSON ({err.msg} at character {err.pos}): {text[:80]!r}") from err
+
+    if isinstance(matcher, str) and matcher.lstrip().startswith("{"):
+        matcher = parse(matcher, "--matcher")
+    if isinstance(init_args, str):
+        init_args = parse(init_args, "--matcher-args")
+    if init_args is not None and not isinstance(init_args, Mapping):
+        raise ConfigError(f"--matcher-args: expected a JSON object of the matcher's arguments, got {init_args!r}")
+    if isinstance(matcher, Mapping):
+        if "class_path" not in matcher:
+            raise ConfigError(f"--matcher: a JSON matcher needs 'class_path' (and 'init_args'), got keys {sorted(matcher)}")
+        path, args = str(matcher["class_path"]), {**(matcher.get("init_args") or {}), **(init_args or {})}
+    else:
+        path, args = matcher, dict(init_args or {})
+    cls = _matcher_class(path)
+    built = _instantiate(cls, args, f"--matcher {path}")
+    return built.eval() if hasattr(built, "eval") else built
+
+
+def default_input_size(matcher: Any, side: int = 256) -> int:
+    """``side`` rounded down to the matcher's input multiple (252 for a patch-14 ViT).
+
+    >>> default_input_size(type("M", (), {"input_multiple": 14})())
+    252
+    """
+    from sosc.matchers.base import matcher_input_multiple
+
+    multiple = matcher_input_multiple(matcher)
+    return max(multiple, side // multiple * multiple)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``sosc-match``."""
     parser = argparse.ArgumentParser(prog="sosc-match", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--ckpt", help="checkpoint written by `sosc fit`")
-    which.add_argument("--matcher", choices=["feature"], help="training-free FeatureMatcher (offline weights)")
+    which.add_argument("--matcher", metavar="CLASS",
+                       help="a matcher instead of a checkpoint: a class path (sosc.matchers.FeatureMatcher, "
+                            "mypkg.MyMatcher), a name of sosc.matchers (FeatureMatcher, KBCNet), "
+                            "'{\"class_path\": ..., \"init_args\": {...}}', or 'feature' (FeatureMatcher "
+                            "with offline EfficientNet-Lite0 weights)")
+    parser.add_argument("--matcher-args", metavar="JSON", default=None,
+                        help="the matcher's arguments as JSON, e.g. '{\"backbone\": \"vit_small_patch14_dinov2.lvd142m\", "
+                             "\"pretrained\": true, \"strides\": [14]}'")
     parser.add_argument("--config", default=None, help="the training config, for a checkpoint that does not record its matcher")
     parser.add_argument("--src", required=True, help="source image file")
     parser.add_argument("--trg", required=True, help="target image file")
@@ -199,7 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     kps.add_argument("--kps-file", help="JSON file with [[x, y], ...]")
     parser.add_argument("--no-kbc", action="store_true", help="plain matching only")
     add_kbc_options(parser)
-    parser.add_argument("--input-size", type=int, default=None, help="network input side (default: the checkpoint's, 256 for --matcher)")
+    parser.add_argument("--input-size", type=int, default=None,
+                        help="network input side (default: the checkpoint's; for --matcher 256, or the multiple of "
+                             "the matcher's input multiple below it, e.g. 252 for DINOv2)")
     parser.add_argument("--device", default="cpu", help="e.g. cuda (default cpu)")
     parser.add_argument("--out", default=None, help="JSON output file (default: print)")
     parser.add_argument("--plot", default=None, help="also save a figure (needs matplotlib)")
@@ -249,12 +364,13 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         text = opts.kps
     src_kps = parse_keypoints(text)
     if opts.ckpt:
+        if opts.matcher_args is not None:
+            raise SoscError("--matcher-args goes with --matcher; a checkpoint records its matcher's arguments")
         module = load_module(opts.ckpt, opts.config)
         matcher, input_size = module.matcher, opts.input_size or tuple(module.input_size or (256, 256))
     else:
-        from sosc.matchers.feature import FeatureMatcher
-
-        matcher, input_size = FeatureMatcher(pretrained="package").eval(), opts.input_size or 256
+        matcher = build_matcher(opts.matcher, opts.matcher_args)
+        input_size = opts.input_size or default_input_size(matcher)
     # object-bbox and oracle need annotations that a custom pair lacks
     config = kbc_config_from(opts, enabled=not opts.no_kbc)
     try:

@@ -81,3 +81,57 @@ def test_checksum_mismatch_names_file_and_hashes(monkeypatch):
     with pytest.raises(WeightsError, match="checksum mismatch") as err:
         _packaged_state("tf_efficientnet_lite0")
     assert "0" * 64 in str(err.value) and record.sha256 in str(err.value)
+
+
+DINO = "vit_small_patch14_dinov2"
+
+
+class TestDINOv2:
+    """timm's DINOv2 ViTs as backbones: one stride (the patch, 14), any multiple of 14."""
+
+    def test_any_input_that_is_a_multiple_of_the_patch(self):
+        """Before: ``Input height (224) doesn't match model (518)``."""
+        net = Backbone(DINO, pretrained=False, strides=(14,))
+        assert net.strides == (14,) and net.channels == (384,)
+        for size in ((224, 224), (126, 168), (56, 70)):
+            (feats,) = net(torch.rand(1, 3, *size))
+            assert feats.shape == (1, 384, size[0] // 14, size[1] // 14)
+
+    def test_the_last_block_is_used(self):
+        net = Backbone(DINO, pretrained=False, strides=(14,))
+        assert net.index == [len(net.body.feature_info.reduction()) - 1]
+
+    def test_registers_and_tags(self):
+        net = Backbone("vit_small_patch14_reg4_dinov2.lvd142m", pretrained=False, strides=(14,))
+        assert net(torch.rand(1, 3, 28, 42))[0].shape == (1, 384, 2, 3)
+
+    def test_a_cnn_stride_is_refused_with_the_patch(self):
+        with pytest.raises(ConfigError, match=r"strides \[14\]; stride 8 is not one of them \(a ViT: .* strides=\(14,\)\)"):
+            Backbone(DINO, pretrained=False, strides=(8, 16))
+
+    @pytest.mark.parametrize("layout", ["timm", "dinov2"])
+    def test_a_local_weights_file(self, tmp_path, layout):
+        """timm's own state dict, or DINOv2's release layout (with its ``mask_token``), which timm converts."""
+        ref = timm.create_model(DINO, pretrained=False)
+        state = dict(ref.state_dict())
+        if layout == "dinov2":
+            state["mask_token"] = torch.zeros(1, 384)
+        path = tmp_path / "dinov2_vits14_pretrain.pth"
+        torch.save(state, path)
+        net = Backbone(DINO, pretrained=str(path), strides=(14,))
+        assert torch.equal(net.body.model.blocks[3].attn.qkv.weight, ref.blocks[3].attn.qkv.weight)
+        assert torch.equal(net.normalize.mean.flatten(), torch.tensor((0.485, 0.456, 0.406)))
+
+    def test_hub_offline_raises_not_random(self, monkeypatch):
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        with pytest.raises(WeightsError, match="Offline"):
+            Backbone("vit_small_patch14_dinov2.lvd142m", pretrained=True, strides=(14,))
+
+    @pytest.mark.parametrize("name", ["vit_base_patch14_dinov2.lvd142m", "vit_large_patch14_dinov2.lvd142m",
+                                      "vit_giant_patch14_dinov2.lvd142m", "vit_large_patch14_reg4_dinov2.lvd142m"])
+    def test_the_larger_ones_are_known_and_sized_alike(self, name):
+        from sosc.matchers.backbone import takes_dynamic_img_size
+
+        assert timm.is_model(name) and takes_dynamic_img_size(name)
+        assert timm.models.get_pretrained_cfg(name).mean == (0.485, 0.456, 0.406)
+        assert "patch14" in name

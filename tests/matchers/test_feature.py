@@ -61,3 +61,31 @@ class TestFeatureMatcher:
         out.kps.sum().backward()
         assert m.proj[0].weight.grad is not None
         assert all(p.grad is None for p in m.backbone.parameters())
+
+
+class TestDINOv2:
+    """Issue #14: ``FeatureMatcher(backbone="vit_small_patch14_dinov2", pretrained=False,
+    strides=(14,))`` inside ``KBCWrapper(input_size=224)`` failed with "Input height (224)
+    doesn't match model (518)"."""
+
+    @pytest.fixture(scope="class")
+    def dino(self):
+        torch.manual_seed(0)
+        return FeatureMatcher(backbone="vit_small_patch14_dinov2", pretrained=False, strides=(14,)).eval()
+
+    def test_inside_kbc_wrapper_at_224(self, dino):
+        from sosc import KBCWrapper
+
+        assert dino.input_multiple == 14
+        kps = torch.tensor([[[100.0, 80.0], [110.0, 95.0], [96.0, 90.0]]])
+        with torch.no_grad():
+            info = KBCWrapper(dino, input_size=224).forward_with_info([torch.rand(3, 300, 200)],
+                                                                      [torch.rand(3, 250, 260)], kps)
+        assert info.kps.shape == (1, 3, 2) and torch.isfinite(info.kps).all()
+
+    def test_an_input_size_that_is_not_a_multiple_of_14_is_refused_at_once(self, dino):
+        from sosc import KBCWrapper
+        from sosc.errors import ConfigError
+
+        with pytest.raises(ConfigError, match=r"multiple of 14 .*the nearest valid sizes are 252 and 266"):
+            KBCWrapper(dino, input_size=256)

@@ -1,7 +1,8 @@
 """Matchers: anything with ``forward(src_img, trg_img, src_kps, valid) -> trg_kps``.
 
 The package's matchers (:class:`KBCNet`, :class:`FeatureMatcher`, the adapters
-:class:`CallableMatcher`, :class:`FlowMatcher`, :class:`ScoreVolumeMatcher`) subclass
+:class:`CallableMatcher`, :class:`FlowMatcher`, :class:`ScoreVolumeMatcher`,
+:class:`FeatureFnMatcher`) subclass
 :class:`Matcher` (:mod:`sosc.matchers.base`). Names are imported on first use, so reading
 ``sosc.matchers.MatchOutput`` does not load timm.
 """
@@ -14,6 +15,7 @@ from sosc._lazy import lazy_module_attributes
 
 _NAMES = {
     "CallableMatcher": "sosc.matchers.adapters",
+    "FeatureFnMatcher": "sosc.matchers.adapters",
     "FlowMatcher": "sosc.matchers.adapters",
     "ScoreVolumeMatcher": "sosc.matchers.adapters",
     "PACKAGED_WEIGHTS": "sosc.matchers.backbone",
@@ -42,7 +44,12 @@ __all__ = sorted(_NAMES)
 __getattr__, __dir__ = lazy_module_attributes(__name__, _NAMES)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from sosc.matchers.adapters import CallableMatcher, FlowMatcher, ScoreVolumeMatcher
+    from sosc.matchers.adapters import (
+        CallableMatcher,
+        FeatureFnMatcher,
+        FlowMatcher,
+        ScoreVolumeMatcher,
+    )
     from sosc.matchers.backbone import PACKAGED_WEIGHTS, Backbone, WeightsError, WeightsRecord
     from sosc.matchers.base import (
         Matcher,

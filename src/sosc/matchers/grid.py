@@ -177,3 +177,42 @@ def soft_argmax(
         pos = prob @ centers
         conf = prob.amax(dim=-1)
     return pos.reshape(*lead, 2), conf.reshape(lead)
+
+
+def transfer_by_features(
+    src_feats: torch.Tensor,
+    trg_feats: torch.Tensor,
+    src_kps: torch.Tensor,
+    src_size: int | Sequence[int],
+    trg_size: int | Sequence[int] | None = None,
+    temperature: float = 0.02,
+    kernel_sigma: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Transfer keypoints by the cosine similarity of two feature grids, then soft-argmax.
+
+    Each grid covers its whole input (the convention of this module): source features
+    ``(B, C, h_s, w_s)`` over ``src_size``, target features ``(B, C, h_t, w_t)`` over
+    ``trg_size``. The source features are sampled bilinearly at each keypoint
+    (:func:`sample_at`), L2-normalised, compared with every L2-normalised target cell, and the
+    target position is the (kernel) soft-argmax of that similarity (:func:`soft_argmax`).
+    Each keypoint is transferred on its own.
+
+    Args:
+        src_feats, trg_feats: feature grids with the same ``C``.
+        src_kps: ``(B, N, 2)`` source keypoints, source input pixels.
+        src_size, trg_size: the inputs ``(S_h, S_w)`` the grids cover (``trg_size`` defaults
+            to ``src_size``).
+        temperature, kernel_sigma: see :func:`soft_argmax`.
+
+    Returns:
+        ``(B, N, 2)`` float32 target keypoints in target input pixels, and ``(B, N)`` the
+        peak probability.
+
+    >>> f = torch.eye(4).view(1, 4, 2, 2)  # four cells, four orthogonal features
+    >>> kps, _ = transfer_by_features(f, f.flip(-1), torch.tensor([[[2.0, 2.0]]]), 8, temperature=0.01)
+    >>> [round(v, 3) for v in kps[0, 0].tolist()]
+    [6.0, 2.0]
+    """
+    query = F.normalize(sample_at(src_feats, src_kps, src_size), dim=-1)  # (B, N, C)
+    scores = torch.einsum("bnc,bchw->bnhw", query, F.normalize(trg_feats, dim=1))
+    return soft_argmax(scores, trg_size if trg_size is not None else src_size, temperature, kernel_sigma)
