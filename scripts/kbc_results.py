@@ -46,11 +46,10 @@ def bin_of(rec, data: str) -> str:
     if data == "real_semantic":
         info = json.loads(Path(rec.source).read_text())
         return "photo" if info.get("kind") == "photo" else f"trg{info['trg_kp_bin']}"
-    from sosc.data.records import size_class
-
     import numpy as np
 
     from sosc.data.images import image_size
+    from sosc.data.records import size_class
 
     return size_class(np.asarray(rec.trg_bbox), image_size(rec.trg_path))
 

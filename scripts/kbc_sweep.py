@@ -27,7 +27,13 @@ from pathlib import Path
 import torch
 
 from sosc.data.dataset import PairDataset, collate_pairs
-from sosc.geometry import full_windows, image_sizes, points_box, points_from_window, points_to_window
+from sosc.geometry import (
+    full_windows,
+    image_sizes,
+    points_box,
+    points_from_window,
+    points_to_window,
+)
 from sosc.kbc import KBCConfig, kbc_box, kbc_windows, match_in_windows, match_plain
 from sosc.kbc.passes import confidence_of, index_images
 

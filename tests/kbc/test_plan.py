@@ -54,7 +54,7 @@ class TestMatchScales:
     def test_the_image_that_would_come_out_larger_is_zoomed_less(self):
         """Large source, small target (the case KBC exists for): the target is capped by s_max, so
         the source is zoomed only as far as the target can follow: both boxes at one scale."""
-        cfg = KBCConfig(zoom_px=96.0, s_max=4.0)
+        cfg = KBCConfig(zoom_px=96.0, s_max=4.0, match_scales=True)
         src_box, trg_box = kbc_box(torch.tensor([[[100.0, 100.0], [140.0, 140.0]]])), box(200, 200, 20)
         src, trg, _, _ = pair_windows(src_box, trg_box, SIZE, SIZE, 256, cfg)
         s_fill = fill_ratio(src_box, src, SIZE, 256)

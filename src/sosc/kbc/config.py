@@ -18,8 +18,8 @@ from sosc.errors import ConfigError
 
 Target = Literal["pred-box", "object-bbox", "oracle"]
 TARGETS: tuple[str, ...] = ("pred-box", "object-bbox", "oracle")
-Choice = Literal["pass2", "cycle"]
-CHOICES: tuple[str, ...] = ("pass2", "cycle")
+Choice = Literal["pass2", "shape", "cycle"]
+CHOICES: tuple[str, ...] = ("pass2", "shape", "cycle")
 PredBox = Literal["all", "robust", "similarity"]
 PRED_BOXES: tuple[str, ...] = ("all", "robust", "similarity")
 
@@ -62,10 +62,15 @@ class KBCConfig:
         robust_k: the ``"robust"`` box's outlier distance, in median distances.
         pred_box_context: ``pred-box`` only: the target window's side is multiplied by this
             (``>= 1``: more context around boxes predicted by an imperfect pass 1).
-        choice: which pass each keypoint of a zoomed pair keeps: ``"pass2"`` (the zoomed pass),
-            or ``"cycle"``: pass 1 where pass 1's forward-backward check passes
-            (``cycle_keep``) and pass 2's fails (``cycle_reject``); it costs two reverse
-            matcher passes on the zoomed pairs.
+        choice: which pass each keypoint of a zoomed pair keeps: ``"pass2"`` (the zoomed pass);
+            ``"shape"``: the pass nearer to where a similarity transform fitted robustly from the
+            source keypoints to the zoomed predictions puts it (no extra pass); or ``"cycle"``:
+            pass 1 where pass 1's forward-backward check passes (``cycle_keep``) and pass 2's
+            fails (``cycle_reject``), at two reverse matcher passes on the zoomed pairs
+            (:mod:`sosc.kbc.choice`).
+        zoom_passes: zoomed passes per pair: ``1``, or ``2``: where the box of pass 2's
+            predictions asks for a window at least ``min_zoom`` times smaller than pass 2's
+            target window, a pass 3 runs on it (the target found, then seen closer).
         cycle_keep: ``choice="cycle"``: pass 1's prediction matched back to the source lands
             within this fraction of the source keypoint box's side from its keypoint.
         cycle_reject: ``choice="cycle"``: pass 2's lands farther than this fraction.
@@ -92,6 +97,7 @@ class KBCConfig:
     choice: Choice = "pass2"
     cycle_keep: float = 0.2
     cycle_reject: float = 0.5
+    zoom_passes: int = 1
     train_p: float = 0.5
 
     def __post_init__(self) -> None:
@@ -106,6 +112,8 @@ class KBCConfig:
         )
         if self.zoom_px is not None:
             check_kbc_options(zoom_px=self.zoom_px)
+        if self.zoom_passes not in (1, 2):
+            raise ConfigError(f"KBC option zoom_passes must be 1 or 2, got {self.zoom_passes}")
 
     @property
     def leaks_answer(self) -> bool:

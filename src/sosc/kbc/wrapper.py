@@ -32,7 +32,8 @@ from sosc.kbc.passes import (
     valid_or_all,
 )
 from sosc.kbc.plan import REASONS, check_target_inputs, merge_pass2, plan_windows, target_box
-from sosc.kbc.windows import kbc_box
+from sosc.kbc.windows import kbc_box, kbc_windows, zoom_params
+from sosc.matchers.base import MatchOutput
 
 
 @dataclass
@@ -222,6 +223,10 @@ class KBCWrapper(nn.Module):
             src_i, trg_i = index_images(src_img, index), index_images(trg_img, index)
             kps2, out2 = match_in_windows(self.matcher, src_i, trg_i, src_kps[index], valid[index],
                                           plan.src_window[index], plan.trg_window[index], self.input_size)
+            if cfg.zoom_passes == 2 and cfg.target == "pred-box":
+                trg_win = self._zoom_again(src_i, trg_i, src_kps[index], valid[index], src_box[index], kps2, out2,
+                                           plan.src_window[index], plan.trg_window[index], trg_size[index])
+                kps2, out2, plan.trg_window[index] = trg_win
             use2 = self._choose(src_i, trg_i, src_kps[index], valid[index], src_box[index], plain[index], kps2,
                                 plan.src_window[index], plan.trg_window[index], src_size[index], trg_size[index])
             kps = merge_pass2(plain, torch.where(use2[..., None], kps2.to(plain.dtype), plain[index]), index)
@@ -232,12 +237,37 @@ class KBCWrapper(nn.Module):
         return KBCOutput(kps, plain, plan.src_window, plan.trg_window, src_box, trg_box, plan.src_triggered,
                          plan.trg_triggered, plan.refined, plan.reason, from_pass2, conf, cfg.target)
 
+    def _zoom_again(self, src_img, trg_img, src_kps, valid, src_box, kps2, out2, src_win, trg_win, trg_size):
+        """``zoom_passes=2``: where the target box of the zoomed pass's predictions asks for a
+        window at least ``min_zoom`` times smaller than the one it ran on, run once more on that
+        window. Returns the ``K`` pairs' keypoints, output and target windows."""
+        cfg = self.config
+        box = target_box(cfg, kps2, valid, src_kps=src_kps, src_box=src_box)
+        tau, rho = zoom_params(cfg, self.input_size)
+        context = cfg.pred_box_context
+        closer, _ = kbc_windows(box, trg_size, self.input_size, tau / context, rho / context, cfg.s_max)
+        min_zoom = cfg.min_zoom if cfg.zoom_px is not None else 1.0
+        again = torch.isfinite(box).all(-1) & ((closer[:, 2] - closer[:, 0]) * min_zoom <= trg_win[:, 2] - trg_win[:, 0])
+        pick = again.nonzero().flatten()
+        if pick.numel() == 0:
+            return kps2, out2, trg_win
+        kps3, out3 = match_in_windows(self.matcher, index_images(src_img, pick), index_images(trg_img, pick),
+                                      src_kps[pick], valid[pick], src_win[pick], closer[pick], self.input_size)
+        kps2 = merge_pass2(kps2, kps3, pick)
+        trg_win = merge_pass2(trg_win, closer[pick], pick)
+        conf2, conf3 = confidence_of(out2), confidence_of(out3)
+        if conf2 is not None and conf3 is not None:
+            out2 = MatchOutput(kps=kps2, confidence=merge_pass2(conf2, conf3, pick))
+        return kps2, out2, trg_win
+
     def _choose(self, src_img, trg_img, src_kps, valid, src_box, plain, kps2, src_win, trg_win, src_size,
                 trg_size) -> torch.Tensor:
         """``(K, N)`` which keypoints of the ``K`` zoomed pairs keep pass 2 (:mod:`sosc.kbc.choice`);
         ``choice="cycle"`` runs both passes' predictions back to the source first."""
-        if self.config.choice != "cycle":
+        if self.config.choice == "pass2":
             return choose_pass2(self.config, valid)
+        if self.config.choice == "shape":
+            return choose_pass2(self.config, valid, first=plain, second=kps2, src_kps=src_kps)
         back1, _ = match_in_windows(self.matcher, trg_img, src_img, plain, valid, full_windows(trg_size),
                                     full_windows(src_size), self.input_size)
         back2, _ = match_in_windows(self.matcher, trg_img, src_img, kps2, valid, trg_win, src_win, self.input_size)
