@@ -8,8 +8,9 @@ to LightningCLI:
 - one KBC configuration: ``model.kbc`` (:class:`sosc.kbc.KBCConfig`) is linked to the data
   module's ``kbc`` for train-time KBC;
 - one input size: ``data.init_args.input_size``; the model reads it from the batches;
-- two callbacks that are always there: ``report`` (:class:`sosc.callbacks.PCKReport`) and
-  ``predictions`` (:class:`sosc.callbacks.PredictionWriter`);
+- three callbacks that are always there: ``report`` (:class:`sosc.callbacks.PCKReport`),
+  ``predictions`` (:class:`sosc.callbacks.PredictionWriter`) and ``examples``
+  (:class:`sosc.callbacks.ExampleFigures`: ``sosc test`` draws its first and worst pairs);
 - the matcher's exact configuration handed to the module for the checkpoint record
   (:mod:`sosc.checkpoint`);
 - a checkpoint only supplies weights: the command line and the config decide the options.
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 
 from lightning.pytorch.cli import LightningCLI
 
-from sosc.callbacks import PCKReport, PredictionWriter
+from sosc.callbacks import ExampleFigures, PCKReport, PredictionWriter
 from sosc.data.datamodule import PairDataModule
 from sosc.module import CorrespondenceModule
 
@@ -44,6 +45,7 @@ class SoscCLI(LightningCLI):
         parser.link_arguments("model.kbc", "data.init_args.kbc", apply_on="parse")
         parser.add_lightning_class_args(PCKReport, "report")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
+        parser.add_lightning_class_args(ExampleFigures, "examples")
         # No default matcher: jsonargparse carries the init_args of a default class over to the
         # class given on the command line, so `--model.matcher sosc.KBCNet` would silently
         # inherit another matcher's backbone, temperature and freezing.
