@@ -116,9 +116,15 @@ class TestZoomedPair:
             assert not legend.overlaps(ax.get_window_extent(renderer)), ax.get_label()
         assert figure_array(fig).shape == (h, w, 3)
 
-    def test_a_window_that_magnifies_little_gets_no_zoom_panel(self):
+    def test_a_window_that_magnifies_little_gets_a_display_zoom_on_small_keypoints_instead(self):
         fig = kbc_figure(trg_window=[20, 10, 460, 350])
-        assert not by_label(fig, "zoom-trg") and len(by_label(fig, "full-trg")) == 2
+        zooms = by_label(fig, "zoom-trg")
+        assert len(zooms) == 2 and all("display only" in ax.get_title() for ax in zooms)
+        assert all(gids(ax, "display-zoom-trg") and gids(ax, "window-trg") for ax in by_label(fig, "full-trg"))
+        src, trg, src_kps, gt = scene()
+        fig = plot_match(src, trg, src_kps, src_kps + 20, plain_kps=src_kps + 25, src_window=[0, 0, 400, 300],
+                         trg_window=[20, 10, 460, 350], reason="zoomed")  # large keypoints: no zoom at all
+        assert [ax.get_label() for ax in fig.axes] == ["full-src", "full-trg"] * 2
         assert all(numbers(ax) == [1, 2, 3, 4, 5] for ax in by_label(fig, "full-trg"))
 
 

@@ -55,7 +55,7 @@ MIN_WIDTH, MAX_WIDTH = 7.5, 18.0
 FULL_SHARE = 0.6
 #: Zoom panels are added for display when the keypoints span less than this share of their
 #: image's longer side (and KBC did not zoom).
-DISPLAY_ZOOM_BELOW = 0.35
+DISPLAY_ZOOM_BELOW = 0.2
 #: A window is shown in a zoom panel when it magnifies at least this much.
 MIN_ZOOM_PANEL = 1.5
 #: Numbers and PCK circles are drawn in a panel where keypoints are at least this many
@@ -257,14 +257,16 @@ def plot_match(
                  src_window, trg_window, from_pass2, reason)
     if pair.zoomed:
         rows = [("without KBC (pass 1)", pair.plain, False), ("with KBC", pair.kps, True)]
-        zooms = (_zoom_box(pair.src_window, pair.src), _zoom_box(pair.trg_window, pair.trg))
-        zoom_kind = "KBC's window"
+        kbc_zooms = (_zoom_box(pair.src_window, pair.src), _zoom_box(pair.trg_window, pair.trg))
     else:
         rows = [(_single_row_label(pair), pair.kps, False)]
-        shown = pair.valid
-        zooms = (_display_box(pair.src_kps[shown], pair.src),
-                 _display_box((pair.kps if pair.gt is None else pair.gt)[shown], pair.trg))
-        zoom_kind = "the keypoints (display only)"
+        kbc_zooms = (None, None)
+    # where KBC did not zoom an image, its keypoints (the truth on the target) are zoomed for display
+    shown = pair.valid
+    display = (_display_box(pair.src_kps[shown], pair.src),
+               _display_box((pair.kps if pair.gt is None else pair.gt)[shown], pair.trg))
+    zooms = tuple(k if k is not None else d for k, d in zip(kbc_zooms, display))
+    displayed = {side: kbc is None and box is not None for side, kbc, box in zip(("src", "trg"), kbc_zooms, zooms)}
     columns: list[tuple[str, np.ndarray | None]] = [("src", None), ("trg", None)]
     columns += [(side, box) for side, box in zip(("src", "trg"), zooms) if box is not None]
 
@@ -291,12 +293,11 @@ def plot_match(
             if box is None and window is not None and not _is_full(window, image):
                 _draw_window(ax, window, f"window-{side}")
                 legend_needs.add("window")
-            shown_box = zooms[0 if side == "src" else 1]
-            if box is None and not pair.zoomed and shown_box is not None:
-                _draw_display_box(ax, shown_box, f"display-zoom-{side}")
+            if box is None and displayed[side]:
+                _draw_display_box(ax, zooms[0 if side == "src" else 1], f"display-zoom-{side}")
                 legend_needs.add("display")
             if box is not None:
-                _style_zoom(ax, not pair.zoomed)
+                _style_zoom(ax, displayed[side])
                 ax.set_label(f"zoom-{side}")
             else:
                 ax.set_label(f"full-{side}")
@@ -305,6 +306,7 @@ def plot_match(
                 _draw_source(ax, pair, box is not None, only)
             else:
                 legend_needs |= _draw_target(ax, pair, pred, is_kbc and pair.zoomed, box is not None, only)
+            zoom_kind = "the keypoints (display only)" if displayed[side] else "KBC's window"
             ax.set_title(_panel_title(pair, side, box, zoom_kind, label, pred, is_kbc), fontsize=9)
             axes.append(ax)
         _join(fig, axes[0], axes[1], pair, pred)
@@ -556,7 +558,7 @@ def _legend(fig: Figure, pair: _Pair, needs: set[str]) -> None:
     if "window" in needs:
         items.append(("KBC's window", Line2D([], [], color="black", linestyle=(0, (3, 3)), linewidth=1.2)))
     if "display" in needs:
-        items.append(("region zoomed for display (KBC did not zoom)", Line2D([], [], color="#9a9a9a",
+        items.append(("region zoomed for display (KBC did not zoom it)", Line2D([], [], color="#9a9a9a",
                                                                             linestyle=(0, (1, 2)), linewidth=1.4)))
     if "pass1" in needs:
         items.append(("kept pass 1 (KBC's choice)", Line2D([], [], marker="s", linestyle="", markersize=11,
