@@ -54,8 +54,14 @@ class TestZoomedPair:
         assert len(by_label(fig, "full-src")) == 2 and len(by_label(fig, "full-trg")) == 2
         zooms = by_label(fig, "zoom-trg")
         assert len(zooms) == 2 and not by_label(fig, "zoom-src")  # the source window is the whole image
-        for ax in zooms:  # the zoom shows exactly KBC's target window
-            assert ax.get_xlim() == (255, 345) and ax.get_ylim() == (245, 155)
+        for ax in zooms:  # the keypoints' part of KBC's target window (they span 20 of its 90 px)
+            (x0, x1), (y1, y0) = ax.get_xlim(), ax.get_ylim()
+            assert 255 <= x0 < 290 and 310 < x1 <= 345 and 155 <= y0 < 190 and 210 < y1 <= 245
+            assert "the keypoints in KBC's window" in ax.get_title()
+        fig = kbc_figure(trg_window=[280, 180, 320, 220])  # keypoints fill the window: all of it is shown
+        for ax in by_label(fig, "zoom-trg"):
+            assert ax.get_xlim() == (280, 320) and ax.get_ylim() == (220, 180)
+            assert "zoom on KBC's window" in ax.get_title()
         rows = [ax.get_ylabel() for ax in by_label(fig, "full-src")]
         assert rows == ["without KBC (pass 1)", "with KBC"]
 

@@ -58,6 +58,9 @@ FULL_SHARE = 0.6
 DISPLAY_ZOOM_BELOW = 0.2
 #: A window is shown in a zoom panel when it magnifies at least this much.
 MIN_ZOOM_PANEL = 1.5
+#: Inside KBC's window, the zoom panel shows the keypoints' part of it when they span less
+#: than this share of the window's side (the window itself is drawn on the full panel).
+TIGHTEN_BELOW = 0.4
 #: Numbers and PCK circles are drawn in a panel where keypoints are at least this many
 #: display points apart (median nearest-neighbour distance); elsewhere the zoom panel has them.
 MIN_LABEL_SPACING_PT = 9.0
@@ -142,6 +145,23 @@ def _zoom_box(window: np.ndarray | None, image: np.ndarray) -> np.ndarray | None
     h, w = image.shape[:2]
     factor = min(w / max(window[2] - window[0], 1e-6), h / max(window[3] - window[1], 1e-6))
     return window if factor >= MIN_ZOOM_PANEL else None
+
+
+def _tighten(window: np.ndarray | None, points: np.ndarray) -> np.ndarray | None:
+    """The part of ``window`` around ``points`` (those inside it) when they span less than
+    :data:`TIGHTEN_BELOW` of its side: a few keypoints on a small object stay readable."""
+    if window is None:
+        return None
+    inside = points[(points[:, 0] >= window[0]) & (points[:, 0] <= window[2]) &
+                    (points[:, 1] >= window[1]) & (points[:, 1] <= window[3])]
+    side = float(max(window[2] - window[0], window[3] - window[1]))
+    if len(inside) < 2 or float((inside.max(0) - inside.min(0)).max()) >= TIGHTEN_BELOW * side:
+        return window
+    lo, hi = inside.min(0), inside.max(0)
+    half = max(float((hi - lo).max()) * 0.9, 0.2 * side)
+    cx, cy = (lo + hi) / 2
+    return np.array([max(window[0], cx - half), max(window[1], cy - half),
+                     min(window[2], cx + half), min(window[3], cy + half)])
 
 
 def _display_box(points: np.ndarray, image: np.ndarray) -> np.ndarray | None:
@@ -257,7 +277,9 @@ def plot_match(
                  src_window, trg_window, from_pass2, reason)
     if pair.zoomed:
         rows = [("without KBC (pass 1)", pair.plain, False), ("with KBC", pair.kps, True)]
-        kbc_zooms = (_zoom_box(pair.src_window, pair.src), _zoom_box(pair.trg_window, pair.trg))
+        kbc_zooms = (_tighten(_zoom_box(pair.src_window, pair.src), pair.src_kps[pair.valid]),
+                     _tighten(_zoom_box(pair.trg_window, pair.trg),
+                              (pair.kps if pair.gt is None else pair.gt)[pair.valid]))
     else:
         rows = [(_single_row_label(pair), pair.kps, False)]
         kbc_zooms = (None, None)
@@ -306,7 +328,9 @@ def plot_match(
                 _draw_source(ax, pair, box is not None, only)
             else:
                 legend_needs |= _draw_target(ax, pair, pred, is_kbc and pair.zoomed, box is not None, only)
-            zoom_kind = "the keypoints (display only)" if displayed[side] else "KBC's window"
+            window_box = pair.src_window if side == "src" else pair.trg_window
+            zoom_kind = ("the keypoints (display only)" if displayed[side] else "KBC's window"
+                         if box is None or np.allclose(box, window_box) else "the keypoints in KBC's window")
             ax.set_title(_panel_title(pair, side, box, zoom_kind, label, pred, is_kbc), fontsize=9)
             axes.append(ax)
         _join(fig, axes[0], axes[1], pair, pred)
