@@ -8,13 +8,13 @@ import subprocess
 import sys
 from importlib.metadata import entry_points
 
-from sosc import bench, cli, inference
+from sosc import app, bench, cli, inference
 
 
 def test_installed_scripts_point_at_the_command_functions():
     scripts = {ep.name: ep for ep in entry_points(group="console_scripts") if ep.module.startswith("sosc.")}
     assert {name: ep.load() for name, ep in scripts.items()} == {
-        "sosc": cli.command, "sosc-bench": bench.command, "sosc-match": inference.command,
+        "sosc": cli.command, "sosc-bench": bench.command, "sosc-match": inference.command, "sosc-app": app.command,
     }
 
 

@@ -33,7 +33,8 @@ def test_feature_matcher_finds_the_shifted_points(shifted_pair, tmp_path):
     result = main(["--matcher", "feature", "--src", str(src), "--trg", str(trg),
                    "--kps", "150,100; 300,150; 200,200; 120,220", "--out", str(out)])
     saved = json.loads(out.read_text())
-    assert saved["kps"] == result["kps"] and saved["trg_size"] == [451 - SHIFT[0], 300 - SHIFT[1]]
+    assert saved["kps"] == result["kps"] and saved["trg_size"] == [300 - SHIFT[1], 451 - SHIFT[0]]
+    assert saved["src_size"] == [300, 451]  # [H, W], as dataset items
     truth = torch.tensor(saved["src_kps"]) - torch.tensor(SHIFT, dtype=torch.float32)
     err = (torch.tensor(saved["plain_kps"]) - truth).norm(dim=-1)
     assert (err < 0.05 * 451).float().mean() >= 0.75, err
@@ -110,13 +111,29 @@ def test_bad_input_is_named(shifted_pair, tmp_path):
         match_pair(lambda *a: a[2], img, img, torch.tensor([[10.0, 10.0], [460.0, 10.0]]))
 
 
-def test_plot_writes_a_figure(shifted_pair, tmp_path):
+def test_plot_writes_the_match_figure(shifted_pair, tmp_path):
     src, trg = shifted_pair
     figure = tmp_path / "pair.png"
-    main(["--matcher", "feature", "--src", str(src), "--trg", str(trg), "--kps", "150,100", "--plot", str(figure),
-          "--out", str(tmp_path / "p.json")])
+    result = main(["--matcher", "feature", "--src", str(src), "--trg", str(trg), "--kps", "150,100 300,150",
+                   "--plot", str(figure), "--out", str(tmp_path / "p.json")])
     with Image.open(figure) as im:
-        assert im.size[0] > im.size[1] > 100
+        assert im.size[0] > im.size[1] > 300
+    assert result["kbc"]["reason"] in ("large enough", "zoomed")  # a large object: drawn either way (tests/test_viz.py)
+
+
+def test_match_pair_takes_keypoints_as_a_list_or_an_array(shifted_pair):
+    src, _ = shifted_pair
+    img = load_image(src)
+    identity = lambda s, t, kps, valid: kps  # noqa: E731 (a matcher that returns its input)
+    points = [[150, 100], [300.5, 150]]
+    for given in (points, np.array(points), np.array(points, dtype=np.float64), torch.tensor(points)):
+        result = match_pair(identity, img, img, given)
+        assert np.allclose(result["plain_kps"], points, atol=1.0) and len(result["kps"]) == 2
+    assert result["src_size"] == result["trg_size"] == [300, 451]
+    for bad, message in (([150, 100], r"\(N, 2\)"), ([], r"\(N, 2\)"), ([["a", 1]], "numbers"),
+                         ([[float("nan"), 1.0]], "NaN")):
+        with pytest.raises(ShapeError, match=message):
+            match_pair(identity, img, img, bad)
 
 
 @pytest.mark.parametrize("option", ["--out", "--plot"])

@@ -1,9 +1,11 @@
-"""Lightning callbacks that write what a run produced: checkpoints, PCK reports, predictions.
+"""Lightning callbacks that write what a run produced: checkpoints, PCK reports, predictions
+and example figures.
 
 :class:`~sosc.module.CorrespondenceModule` computes and logs PCK; these callbacks turn its
 results into files. The ``sosc`` CLI always adds :class:`PCKReport` (``--report.*``),
-:class:`PredictionWriter` (``--predictions.*``) and a step :class:`RunCheckpoint`
-(``--checkpoint.*``); with a plain ``Trainer`` add them to ``callbacks=[...]``.
+:class:`PredictionWriter` (``--predictions.*``), :class:`ExampleFigures` (``--examples.*``) and a
+step :class:`RunCheckpoint` (``--checkpoint.*``); with a plain ``Trainer`` add them to
+``callbacks=[...]``.
 
 Every process calls their hooks (reading ``trainer.log_dir`` and checking an output path are
 collective under DDP: rank 0 decides and tells the others); only the global-zero process writes.
@@ -233,3 +235,152 @@ def write_predictions(path: Path, header: dict[str, Any], rows: list[dict[str, A
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(f'{head},\n "pairs": [\n{body}\n ]\n}}\n')
     tmp.replace(path)
+
+
+class ExampleFigures(Callback):
+    """Draw a few pairs of each ``sosc test`` run with :mod:`sosc.viz`: the first ``n`` and the
+    worst ``n`` (lowest PCK@``alpha`` of the KBC result, or of the plain one without KBC; ties
+    broken by the larger mean error), as PNG files beside the report, and log them.
+
+    Args:
+        enabled: draw the figures (``--examples.enabled false`` turns it off).
+        n: how many first and how many worst pairs (``0``: none).
+        alpha: the PCK threshold that marks keypoints correct or wrong and ranks the pairs.
+        folder: where to write (default ``<log_dir>/examples``, beside the report).
+        log: also hand the figures to the loggers that take images: W&B
+            (``WandbLogger.log_image``, key ``test_examples/first`` and ``test_examples/worst``)
+            and TensorBoard (``add_image``); a CSV logger's record is the files in its folder.
+
+    Files: ``first_<k>_<pair id>.png`` and ``worst_<k>_<pair id>.png`` (``k`` from 1). A KBC run
+    draws both passes (without and with KBC, the windows and a zoom on each); a plain run, the
+    plain prediction. The callback reads what the module's ``test_step`` returns (the
+    ``outputs`` of ``on_test_batch_end``: a :class:`~sosc.kbc.KBCOutput` or the plain
+    prediction), so nothing is computed twice; it needs the batch's original images
+    (``src_orig``, ``trg_orig``, which evaluation splits have). Under DDP, the global-zero process draws from its own share of the
+    pairs.
+    """
+
+    def __init__(self, enabled: bool = True, n: int = 3, alpha: float = 0.1, folder: str | None = None,
+                 log: bool = True) -> None:
+        super().__init__()
+        if n < 0 or not 0 < alpha <= 1:
+            raise ConfigError(f"examples: n must be >= 0 and 0 < alpha <= 1, got n={n}, alpha={alpha}")
+        self.enabled, self.n, self.alpha, self.folder, self.log = enabled, n, alpha, folder, log
+        self.written: list[Path] = []
+        self._first: list[dict[str, Any]] = []
+        self._worst: list[dict[str, Any]] = []
+        self._seen = 0
+
+    @property
+    def active(self) -> bool:
+        return self.enabled and self.n > 0
+
+    def examples_folder(self, trainer: L.Trainer) -> Path:
+        """Where the figures go (call it on every process: ``log_dir`` is collective)."""
+        return Path(self.folder) if self.folder else Path(trainer.log_dir or ".") / "examples"
+
+    # -- capture -----------------------------------------------------------------------------
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._first, self._worst, self._seen, self.written = [], [], 0, []
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        out = outputs
+        if not self.active or out is None or isinstance(out, dict) or "src_orig" not in batch:
+            return
+        for pair in example_rows(batch, out, self.alpha):
+            pair["order"] = self._seen
+            self._seen += 1
+            if len(self._first) < self.n:
+                self._first.append(pair)
+            self._worst.append(pair)
+            self._worst.sort(key=lambda p: (p["pck"], -p["error"], p["order"]))
+            del self._worst[self.n:]
+
+    # -- draw --------------------------------------------------------------------------------
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.active:
+            return
+        folder = self.examples_folder(trainer)
+        if not trainer.is_global_zero or not self._first:
+            return
+        from sosc.viz import figure_array, plot_match, save_figure
+
+        logged: dict[str, list[tuple[str, Any]]] = {}
+        for kind, pairs in (("first", self._first), ("worst", self._worst)):
+            for k, pair in enumerate(pairs, start=1):
+                title = (f"{kind} {k}: {pair['pair_id']} ({pair['category']}, {pair['size_class']}), "
+                         f"PCK@{self.alpha:g} {pair['pck']:.2f}")
+                fig = plot_match(pair["src_img"], pair["trg_img"], pair["src_kps"], pair["kps"],
+                                 plain_kps=pair.get("plain_kps"), gt_kps=pair["gt_kps"], valid=pair["valid"],
+                                 pck_bound=pair["bound"], alpha=self.alpha, src_window=pair.get("src_window"),
+                                 trg_window=pair.get("trg_window"), from_pass2=pair.get("from_pass2"),
+                                 reason=pair.get("reason"), title=title)
+                path = save_figure(fig, folder / f"{kind}_{k}_{_safe_name(pair['pair_id'])}.png")
+                if self.log:
+                    logged.setdefault(kind, []).append((title, figure_array(fig)))
+                fig.clear()
+                self.written.append(path)
+        if self.log:
+            log_images(trainer.loggers, logged, step=trainer.global_step)
+        print(f"example figures ({len(self._first)} first, {len(self._worst)} worst) written to {folder}")
+
+
+def example_rows(batch: dict[str, Any], out: Any, alpha: float) -> list[dict[str, Any]]:
+    """One dict per pair of ``batch`` with what :func:`sosc.viz.plot_match` draws (CPU tensors,
+    original pixels) and its score: ``pck`` (PCK@``alpha``, a fraction) and ``error`` (mean
+    error over ``L``). ``out`` is what the module's ``test_step`` returned: a
+    :class:`~sosc.kbc.KBCOutput`, or the plain ``(B, N, 2)`` prediction."""
+    from sosc.batch import original_keypoints
+    from sosc.kbc.plan import REASONS
+
+    src_kps, gt = original_keypoints(batch, "src"), original_keypoints(batch, "trg")
+    kbc = not isinstance(out, torch.Tensor)
+    pred = out.kps if kbc else out
+    rows = []
+    for i in range(len(pred)):
+        valid = batch["valid"][i].cpu()
+        bound = float(batch["pck_bound"][i])
+        err = (pred[i].detach().float().cpu() - gt[i].float().cpu()).norm(dim=-1)[valid] / max(bound, 1e-6)
+        row = {
+            "pair_id": str(batch["pair_id"][i]) if "pair_id" in batch else str(i),
+            "category": batch["category"][i] if "category" in batch else "",
+            "size_class": batch["size_class"][i] if "size_class" in batch else "",
+            "src_img": batch["src_orig"][i].detach().cpu(), "trg_img": batch["trg_orig"][i].detach().cpu(),
+            "src_kps": src_kps[i].detach().cpu(), "gt_kps": gt[i].detach().cpu(), "valid": valid, "bound": bound,
+            "kps": pred[i].detach().cpu(),
+            "pck": float((err <= alpha).float().mean()) if len(err) else 1.0,
+            "error": float(err.mean()) if len(err) else 0.0,
+        }
+        if kbc:
+            row.update(plain_kps=out.plain_kps[i].detach().cpu(), src_window=out.src_window[i].detach().cpu(),
+                       trg_window=out.trg_window[i].detach().cpu(), from_pass2=out.from_pass2[i].detach().cpu(),
+                       reason=REASONS[int(out.reason[i])])
+        else:
+            row["reason"] = "kbc off"
+        rows.append(row)
+    return rows
+
+
+def log_images(loggers: list[Any], images: dict[str, list[tuple[str, Any]]], step: int = 0) -> list[str]:
+    """Hand ``images`` (``{kind: [(caption, (H, W, 3) uint8 array), ...]}``) to the loggers that
+    take images: W&B's ``log_image`` (key ``test_examples/<kind>``) and TensorBoard's
+    ``add_image``. Returns the names of the loggers used."""
+    used = []
+    for logger in loggers:
+        experiment_add = getattr(getattr(logger, "experiment", None), "add_image", None)
+        if hasattr(logger, "log_image"):
+            for kind, items in images.items():
+                captions, arrays = zip(*items)
+                logger.log_image(key=f"test_examples/{kind}", images=list(arrays), caption=list(captions), step=step)
+            used.append(type(logger).__name__)
+        elif type(logger).__name__ == "TensorBoardLogger" and callable(experiment_add):
+            for kind, items in images.items():
+                for k, (_, array) in enumerate(items, start=1):
+                    experiment_add(f"test_examples/{kind}_{k}", array, global_step=step, dataformats="HWC")
+            used.append(type(logger).__name__)
+    return used
+
+
+def _safe_name(text: str) -> str:
+    """``text`` with every character but letters, digits, ``-`` and ``_`` replaced by ``_`` (60 at most)."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:60]

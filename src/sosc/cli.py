@@ -9,7 +9,9 @@ to LightningCLI:
   module's ``kbc`` for train-time KBC;
 - one input size: ``data.init_args.input_size``; the model reads it from the batches;
 - three callbacks that are always there: ``report`` (:class:`sosc.callbacks.PCKReport`),
-  ``predictions`` (:class:`sosc.callbacks.PredictionWriter`) and ``checkpoint``
+  ``predictions`` (:class:`sosc.callbacks.PredictionWriter`), ``examples``
+  (:class:`sosc.callbacks.ExampleFigures`: ``sosc test`` draws its first and worst pairs) and
+  ``checkpoint``
   (:class:`sosc.callbacks.RunCheckpoint`: every ``--checkpoint.every_n_train_steps`` (100)
   training steps, ``last.ckpt``, and on an exception, in ``<save_dir>/<name>/checkpoints``);
 - ``--ckpt_path last``: the newest checkpoint in the run's checkpoint folder
@@ -33,6 +35,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from sosc.callbacks import (
     CHECKPOINT_FOLDER,
+    ExampleFigures,
     PCKReport,
     PredictionWriter,
     RunCheckpoint,
@@ -67,6 +70,7 @@ class SoscCLI(LightningCLI):
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults({f"checkpoint.{key}": value for key, value in CHECKPOINT_DEFAULTS.items()})
+        parser.add_lightning_class_args(ExampleFigures, "examples")
         # No default matcher: jsonargparse carries the init_args of a default class over to the
         # class given on the command line, so `--model.matcher sosc.KBCNet` would silently
         # inherit another matcher's backbone, temperature and freezing.

@@ -2,7 +2,9 @@
 
 ``sosc-match --ckpt last.ckpt --src a.jpg --trg b.jpg --kps "120,80 140,95"`` prints (or writes
 with ``--out``) JSON with the predicted target keypoints in original target pixels, with and
-without KBC, the windows KBC chose and the matcher's confidence. Instead of a checkpoint,
+without KBC, the windows KBC chose, the matcher's confidence and both image sizes as ``[H, W]``
+(``src_size``, ``trg_size``: height first, as dataset items). ``--plot fig.png`` draws the match
+figure (:mod:`sosc.viz`). Instead of a checkpoint,
 ``--matcher`` builds a matcher by class path, as the ``sosc`` CLI's ``--model.matcher`` does:
 ``--matcher sosc.matchers.FeatureMatcher --matcher-args '{"backbone": "resnet18"}'``, a name of
 :mod:`sosc.matchers` (``--matcher FeatureMatcher``), any importable class (``mypkg.MyMatcher``),
@@ -68,29 +70,53 @@ def parse_keypoints(text: str) -> torch.Tensor:
     return torch.tensor(points, dtype=torch.float32)
 
 
+def as_keypoints(points: Any, name: str = "src_kps") -> torch.Tensor:
+    """``(N, 2)`` float32 keypoints from a tensor, a numpy array or a list ``[[x, y], ...]``.
+
+    >>> as_keypoints([[10, 20], (30.5, 40)]).tolist()
+    [[10.0, 20.0], [30.5, 40.0]]
+
+    Raises:
+        ShapeError: naming ``name``, for values that are not numbers or not ``(N, 2)`` with ``N >= 1``.
+    """
+    if not isinstance(points, torch.Tensor):
+        try:
+            points = torch.as_tensor(np.asarray(points, dtype=np.float32))
+        except (TypeError, ValueError) as err:
+            raise ShapeError(f"{name}: expected (N, 2) (x, y) numbers, e.g. [[120, 80], [140, 95]]; got {points!r:.80} "
+                             f"({err})") from err
+    if points.dim() != 2 or points.shape[-1] != 2 or points.shape[0] == 0:
+        raise ShapeError(f"{name}: expected (N, 2) (x, y) points, got shape {tuple(points.shape)}")
+    if not bool(torch.isfinite(points).all()):
+        raise ShapeError(f"{name}: holds NaN or infinite values")
+    return points.float()
+
+
 def match_pair(
     matcher: Any,
     src_img: torch.Tensor,
     trg_img: torch.Tensor,
-    src_kps: torch.Tensor,
+    src_kps: torch.Tensor | np.ndarray | Sequence[Sequence[float]],
     input_size: int | Sequence[int] = 256,
     kbc: KBCConfig | None = None,
 ) -> dict[str, Any]:
     """Match one pair: ``src_img``, ``trg_img`` ``(3, H, W)`` in ``[0, 1]`` (original sizes),
-    ``src_kps`` ``(N, 2)`` ``(x, y)`` original source pixels.
+    ``src_kps`` ``(N, 2)`` ``(x, y)`` original source pixels: a tensor, a numpy array or a list
+    ``[[x, y], ...]``.
 
     Returns a JSON-ready dict: ``kps`` ``N x [x, y]`` original target pixels (with KBC, unless
     ``kbc.enabled`` is false), ``plain_kps`` (without KBC), ``confidence`` (or ``None``),
     ``kbc`` (``reason``: why the pair zoomed or not, :data:`sosc.kbc.plan.REASONS`;
     ``refined``: pass 2 ran; ``from_pass2``: per keypoint, whether ``kps`` comes from pass 2;
     ``counts``: :meth:`sosc.kbc.KBCOutput.counts`; ``src_window``, ``trg_window`` as
-    ``[x0, y0, x1, y1]``; ``options``: the KBC configuration used).
+    ``[x0, y0, x1, y1]``; ``options``: the KBC configuration used), ``src_size`` and
+    ``trg_size`` as ``[H, W]`` (height first, as dataset items' ``src_size``/``trg_size``).
+    :func:`sosc.viz.plot_result` draws it.
     """
     for name, img in (("src_img", src_img), ("trg_img", trg_img)):
         if img.dim() != 3 or img.shape[0] != 3:
             raise ShapeError(f"{name}: expected (3, H, W), got {tuple(img.shape)}")
-    if src_kps.dim() != 2 or src_kps.shape[-1] != 2:
-        raise ShapeError(f"src_kps: expected (N, 2), got {tuple(src_kps.shape)}")
+    src_kps = as_keypoints(src_kps, "src_kps")
     h, w = src_img.shape[-2:]
     outside = (src_kps[:, 0] < 0) | (src_kps[:, 0] > w) | (src_kps[:, 1] < 0) | (src_kps[:, 1] > h)
     if bool(outside.any()):
@@ -123,34 +149,24 @@ def match_pair(
             "trg_window": rows(info.trg_window)[0],
             "options": dataclasses.asdict(config),
         },
-        "trg_size": [int(trg_img.shape[-1]), int(trg_img.shape[-2])],
+        "src_size": [int(src_img.shape[-2]), int(src_img.shape[-1])],
+        "trg_size": [int(trg_img.shape[-2]), int(trg_img.shape[-1])],
     }
 
 
-def plot_pair(src_img: torch.Tensor, trg_img: torch.Tensor, src_kps: torch.Tensor, result: dict, path: Path) -> None:
-    """Save a side-by-side figure: source keypoints, and target predictions with and without KBC."""
-    try:
-        import matplotlib
+def plot_pair(src_img: torch.Tensor, trg_img: torch.Tensor, src_kps: torch.Tensor, result: dict, path: Path,
+              title: str | None = None) -> Path:
+    """Save the match figure of a :func:`match_pair` result (:func:`sosc.viz.plot_result`):
+    numbered keypoints, with and without KBC, KBC's windows and a zoom on each."""
+    from sosc.viz import plot_result, save_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as err:
-        raise SoscError("--plot needs matplotlib: pip install matplotlib") from err
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5))
-    axes[0].imshow(src_img.permute(1, 2, 0).numpy())
-    axes[0].scatter(*src_kps.T.numpy(), c="lime", s=14)
-    axes[0].set_title("source")
-    axes[1].imshow(trg_img.permute(1, 2, 0).numpy())
-    plain, kps = np.array(result["plain_kps"]), np.array(result["kps"])
-    axes[1].scatter(plain[:, 0], plain[:, 1], c="red", marker="x", s=20, label="without KBC")
-    axes[1].scatter(kps[:, 0], kps[:, 1], c="yellow", marker="+", s=40, label="with KBC")
-    axes[1].legend(loc="lower right")
-    axes[1].set_title("target")
-    for ax in axes:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig = plot_result(src_img, trg_img, {**result, "src_kps": as_keypoints(src_kps).tolist()}, title=title)
+    try:
+        return save_figure(fig, path)
+    except OSError as err:
+        raise SoscError(f"--plot {path} cannot be written ({err.strerror or err})") from err
+    finally:
+        fig.clear()
 
 
 #: KBCConfig fields ``sosc-match`` does not offer: a custom pair has no annotations to aim at,
@@ -317,7 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "the matcher's input multiple below it, e.g. 252 for DINOv2)")
     parser.add_argument("--device", default="cpu", help="e.g. cuda (default cpu)")
     parser.add_argument("--out", default=None, help="JSON output file (default: print)")
-    parser.add_argument("--plot", default=None, help="also save a figure (needs matplotlib)")
+    parser.add_argument("--plot", default=None, help="also save the match figure (PNG): numbered keypoints, without and "
+                                                      "with KBC, KBC's windows and a zoom on each (sosc.viz)")
     parser.add_argument("--background", default="white",
                         help="what transparent pixels (RGBA, LA, P) are composited over: white (default), black, "
                              "a grey level or r,g,b in [0, 1]")
@@ -388,7 +405,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
     else:
         print(payload)
     if opts.plot:
-        plot_pair(src_img, trg_img, src_kps, result, Path(opts.plot))
+        plot_pair(src_img, trg_img, src_kps, result, Path(opts.plot), title=f"{Path(opts.src).name} -> {Path(opts.trg).name}")
     return result
 
 

@@ -261,14 +261,19 @@ class CorrespondenceModule(L.LightningModule):
                 self.log(f"val/{key}", result[key], prog_bar=a == 0.1, sync_dist=True, reduce_fx="max")
         self.val_pck.reset()
 
-    def test_step(self, batch: PairBatch, batch_idx: int) -> None:
+    def test_step(self, batch: PairBatch, batch_idx: int) -> torch.Tensor | KBCOutput:
+        """Update the test metrics; return the prediction (``(B, N, 2)`` original target pixels, or
+        the :class:`~sosc.kbc.KBCOutput` of a KBC run), which Lightning hands to callbacks'
+        ``on_test_batch_end`` as ``outputs`` (:class:`sosc.callbacks.ExampleFigures` draws it)."""
         if not self.kbc_config.enabled:
-            self._update(self.test_pck, batch, self.predict_plain(batch))
-            return
+            pred = self.predict_plain(batch)
+            self._update(self.test_pck, batch, pred)
+            return pred
         info = self.predict_kbc(batch)
         self._update(self.test_pck, batch, info.kps)
         self._update(self.test_pck_plain, batch, info.plain_kps)
         self.kbc_decisions.update(info, batch["valid"], batch.get("index"))
+        return info
 
     @property
     def headline_keys(self) -> list[str]:
