@@ -37,6 +37,7 @@ NOISE_WARNINGS: tuple[str, ...] = (
     r"The dirpath has changed from",
     r".*isinstance\(treespec, LeafSpec\)` is deprecated",
     r"LightningCLI's args parameter is intended to run from within Python",
+    r"No seed found, seed set to",  # Lightning logs "Seed set to N" as well
 )
 #: Warning categories the commands leave out, by module and class name (imported lazily).
 NOISE_CATEGORIES: tuple[tuple[str, str], ...] = (("jsonargparse._deprecated", "JsonargparseDeprecationWarning"),)
