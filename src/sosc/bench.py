@@ -314,8 +314,10 @@ def parse_kwargs(items: Sequence[str]) -> dict[str, object]:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> list[Row]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``sosc-bench`` (every one with its help and default)."""
+    parser = argparse.ArgumentParser(prog="sosc-bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", default=None, help="timm backbone (default resnet101 on GPU, resnet18 on CPU)")
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="input sides (default 256 512 on GPU, 128 on CPU)")
     parser.add_argument("--batches", type=int, nargs="+", default=None, help="pairs per batch (default 32 on GPU, 2 on CPU)")
@@ -340,7 +342,12 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
                         help="also time start-up (import torch, from sosc import KBCWrapper, sosc --help) in fresh "
                              "interpreters, median of REPEATS runs")
     parser.add_argument("--out", default=".bench/bench.json", help="JSON output file (default %(default)s)")
-    opts = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> list[Row]:
+    """``sosc-bench``: see the module docstring and ``sosc-bench --help``. Returns the rows."""
+    opts = build_parser().parse_args(argv)
     gpu = (opts.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
     settings = {
         "backbone": opts.backbone or ("resnet101" if gpu else "resnet18"),
