@@ -3,6 +3,8 @@
 import json
 import math
 
+import pytest
+
 from sosc.bench import main
 
 
@@ -16,7 +18,7 @@ def test_harness_runs_and_writes_json(tmp_path):
     assert rows[0].ratio_to_floor == 1.0
     data = json.loads(out.read_text())
     assert data["device"].startswith("CPU") and len(data["rows"]) == 4
-    assert "pass 2 on" in rows[2].note
+    assert rows[2].note == "pass 2 on 1/2 pairs (1 made to zoom)" or rows[2].note == "pass 2 on 2/2 pairs (1 made to zoom)"
 
 
 def test_kbcnet_options_reach_the_network(tmp_path, monkeypatch):
@@ -46,3 +48,56 @@ def test_backbone_is_not_a_kbcnet_option():
     with pytest.raises(SystemExit, match="--backbone"):
         parse_kwargs(["backbone=resnet50"])
     assert parse_kwargs(["refine=FALSE", "use_csfa=True"]) == {"refine": False, "use_csfa": True}
+
+
+def test_every_option_has_help_text():
+    import argparse
+
+    from sosc.bench import build_parser
+
+    options = [a for a in build_parser()._actions if not isinstance(a, argparse._HelpAction)]
+    assert options and all(a.help and a.help.strip() for a in options), [a.dest for a in options if not a.help]
+
+
+@pytest.mark.parametrize("size", [64, 128, 256, 512, 1024])
+@pytest.mark.parametrize(("batch", "share"), [(1, 0.5), (2, 0.5), (8, 0.25), (8, 1.0), (32, 0.5)])
+def test_the_stated_share_of_pairs_zooms_with_the_current_kbc_defaults(size, batch, share):
+    """At 512 px the old batch (keypoints over 15% of the side) zoomed none: its box already
+    spans KBCConfig.zoom_px input pixels."""
+    import math
+
+    import torch
+
+    from sosc.bench import make_batch, source_zooms
+
+    _, _, kps, _ = make_batch(batch, size, 16, share, torch.device("cpu"))
+    zooms = source_zooms(kps, size)
+    wanted = math.ceil(share * batch)
+    assert zooms[:wanted].all() and not zooms[wanted:].any()
+
+
+def test_a_batch_that_cannot_zoom_fails_loudly(monkeypatch):
+    import torch
+
+    import sosc.bench as bench
+    from sosc.kbc import KBCConfig
+
+    monkeypatch.setattr(bench, "KBCConfig", lambda: KBCConfig(zoom_px=None, tau=0.0))  # KBC that never triggers
+    with pytest.raises(RuntimeError, match="would not measure the stated share"):
+        bench.make_batch(2, 128, 16, 0.5, torch.device("cpu"))
+
+
+def test_the_kbc_row_fails_when_pass_2_does_not_run(monkeypatch, tmp_path):
+    import sosc.bench as bench
+    from sosc.kbc import KBCWrapper
+
+    class NoZoom(KBCWrapper):
+        def forward_with_info(self, *args, **kwargs):
+            info = super().forward_with_info(*args, **kwargs)
+            info.refined[:] = False
+            return info
+
+    monkeypatch.setattr(bench, "KBCWrapper", NoZoom)
+    with pytest.raises(RuntimeError, match="pass 2 ran on 0 of 2 pairs, but 1 were made to zoom"):
+        main(["--backbone", "resnet18", "--sizes", "64", "--batches", "2", "--warmup", "0", "--repeats", "1",
+              "--device", "cpu", "--what", "kbcnet+kbc", "--out", str(tmp_path / "b.json")])

@@ -286,3 +286,197 @@ class TestTwoProcesses:
         (tmp / "taken.json").write_text("{}")
         with pytest.raises(Exception, match="taken.json already exists"):
             main(["predict", *args, *DDP, "--ckpt_path", ckpt, "--predictions.path", str(tmp / "taken.json")])
+
+
+# -- a newcomer's first hour: errors first and fast, help, console ----------------------------------
+CONFIGS = Path(__file__).parents[1] / "configs"
+
+
+@pytest.fixture
+def no_weights(monkeypatch):
+    """Fail the test if any pretrained weights are asked for."""
+    import sosc.matchers.backbone as backbone
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("pretrained weights were fetched before the data was checked")
+
+    monkeypatch.setattr(backbone, "hub_features", refuse)
+    monkeypatch.setattr(backbone, "packaged_features", refuse)
+
+
+class TestDataBeforeWeights:
+    def test_missing_data_is_named_before_any_weights_are_fetched(self, tmp_path, no_weights):
+        with pytest.raises(DatasetError, match=r"download=False.*To install SPair-71k by hand: download SPair-71k\.tar\.gz"):
+            main(["fit", "--config", str(CONFIGS / "spair.yaml"), "--data.init_args.root", str(tmp_path / "data"),
+                  "--data.init_args.download", "false", "--trainer.logger.init_args.save_dir", str(tmp_path)])
+
+    def test_download_true_with_the_server_unreachable_says_the_same_in_seconds(self, tmp_path, no_weights):
+        start = time.perf_counter()
+        with pytest.raises(DatasetError) as err:
+            main(["fit", "--config", str(CONFIGS / "spair.yaml"), "--data.init_args.root", str(tmp_path / "data"),
+                  "--data.init_args.url", "http://127.0.0.1:9/SPair-71k.tar.gz",
+                  "--trainer.logger.init_args.save_dir", str(tmp_path)])
+        assert "could not be downloaded: http://127.0.0.1:9/SPair-71k.tar.gz: 127.0.0.1:9 cannot be reached" in str(err.value)
+        assert "To install SPair-71k by hand" in str(err.value) and not (tmp_path / "data").exists()
+        assert time.perf_counter() - start < 60  # the parser's set-up; the probe itself is at most 5 s
+
+    def test_pf_willow_refuses_fit_before_any_weights_are_fetched(self, tmp_path, no_weights):
+        with pytest.raises(ConfigError, match="test set only"):
+            main(["fit", "--config", str(CONFIGS / "pfwillow.yaml"), "--data.init_args.root", str(tmp_path),
+                  "--trainer.logger.init_args.save_dir", str(tmp_path)])
+
+    def test_parsing_alone_checks_no_data(self, tmp_path):
+        """run=False (no subcommand) builds the classes only: no data check, as before."""
+        cli = main(["--config", str(CONFIGS / "spair.yaml"), "--data.init_args.root", str(tmp_path / "none"),
+                    "--model.matcher.init_args.pretrained", "false", "--trainer.logger", "false"], run=False)
+        assert cli.datamodule.root == tmp_path / "none"
+
+
+class TestErrors:
+    def test_a_bad_option_is_one_line_and_exit_status_2(self, spair_tree, tmp_path, capsys):
+        root, _ = spair_tree
+        with pytest.raises(SystemExit) as exit_:
+            main(["fit", *common(root, tmp_path), "--model.kbc.target", "ground-truth"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and len(err) == 1, err
+        assert err[0].startswith("sosc: error: ") and "target" in err[0] and "ground-truth" in err[0]
+
+    def test_sosc_debug_keeps_jsonargparse_s_full_message(self, spair_tree, tmp_path, capsys, monkeypatch):
+        root, _ = spair_tree
+        monkeypatch.setenv("SOSC_DEBUG", "1")
+        with pytest.raises(SystemExit):
+            main(["fit", *common(root, tmp_path), "--model.kbc.target", "ground-truth"])
+        assert "usage:" in capsys.readouterr().err
+
+    def test_a_network_that_is_not_a_matcher_is_pointed_at_the_adapters(self, spair_tree, tmp_path, capsys):
+        root, _ = spair_tree
+        with pytest.raises(SystemExit):
+            main(["fit", "--data", "sosc.data.SPair71kDataModule", "--data.root", str(root),
+                  "--model.matcher", "torch.nn.Identity"])
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "does not correspond to a subclass of Matcher" in err
+        assert "sosc.matchers.FlowMatcher" in err and "CallableMatcher" in err and "class path" in err
+
+    def test_a_third_party_network_by_class_path_in_an_adapter(self, spair_tree, tmp_path):
+        root, _ = spair_tree
+        cli = main(["--data", "sosc.data.SPair71kDataModule", "--data.root", str(root), "--trainer.logger", "false",
+                    "--model.matcher", "sosc.matchers.CallableMatcher", "--model.matcher.fn", "test_cli.HalfWay"], run=False)
+        assert type(cli.model.matcher.fn).__name__ == "HalfWay"
+        cli = main(["--data", "sosc.data.SPair71kDataModule", "--data.root", str(root), "--trainer.logger", "false",
+                    "--model.matcher", "test_cli.OwnMatcher"], run=False)
+        assert type(cli.model.matcher).__name__ == "OwnMatcher"
+
+    def test_command_prints_a_sosc_error_in_one_line(self, spair_tree, tmp_path, capsys):
+        from sosc.cli import command
+
+        root, _ = spair_tree
+        with pytest.raises(SystemExit) as exit_:
+            command(["fit", *common(root, tmp_path), "--ckpt_path", "last"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and err[-1].startswith("sosc: error: --ckpt_path last: no checkpoint in ")
+        assert "Traceback" not in "\n".join(err)
+
+    def test_command_with_debug_raises_with_the_traceback(self, spair_tree, tmp_path, monkeypatch):
+        from sosc.cli import command
+
+        root, _ = spair_tree
+        monkeypatch.delenv("SOSC_DEBUG", raising=False)
+        with pytest.raises(ConfigError, match="--ckpt_path last"):
+            command(["fit", "--debug", *common(root, tmp_path), "--ckpt_path", "last"])
+        monkeypatch.delenv("SOSC_DEBUG", raising=False)  # command() set it for its own process
+
+
+class HalfWay(torch.nn.Module):
+    """A third-party network that follows the matcher contract (not a sosc.Matcher)."""
+
+    def forward(self, src_img, trg_img, src_kps, valid):
+        return src_kps * 0.5
+
+
+class OwnMatcher(sosc.Matcher):
+    """A sosc.Matcher subclass of another package, named by class path."""
+
+    def forward(self, src_img, trg_img, src_kps, valid=None):
+        return src_kps
+
+
+class TestHelp:
+    def test_root_help_names_what_the_parser_has_without_importing_lightning(self, capsys):
+        from sosc.cli import ROOT_HELP
+
+        code = ("import sys; from sosc.cli import command; command(['--help']); "
+                "print('lightning imported:', 'lightning' in sys.modules)")
+        env = {**os.environ, "PYTHONPATH": str(Path(sosc.__file__).parents[1])}
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+        assert done.stdout == ROOT_HELP + "lightning imported: False\n"
+        with pytest.raises(SystemExit) as exit_:
+            main(["--help"])  # LightningCLI's own root help
+        real = capsys.readouterr().out
+        assert exit_.value.code == 0 and "{fit,validate,test,predict}" in real
+        for option in ("-h, --help", "-c CONFIG, --config CONFIG", "--print_config"):
+            assert option in real and option in ROOT_HELP
+        assert "Lightning Trainer command line tool" not in real and "small object semantic correspondence" in real
+        assert len(ROOT_HELP.splitlines()) < 40
+
+    def test_fit_help_is_sosc_s_and_lists_the_package_s_matchers(self, capsys):
+        with pytest.raises(SystemExit):
+            main(["fit", "--help"])
+        out = capsys.readouterr().out
+        assert out.startswith("usage: sosc fit [-h] [-c CONFIG]") and "sosc fit: train a matcher" in out
+        matcher = out[out.index("--model.matcher MATCHER"):out.index("--model.input_size")]
+        flat = " ".join(matcher.split())
+        for name in ("sosc.KBCNet", "sosc.FeatureMatcher", "sosc.CallableMatcher", "sosc.FlowMatcher",
+                     "sosc.ScoreVolumeMatcher", "sosc.FeatureFnMatcher"):
+            assert name in flat
+        assert "torch.nn" not in flat and len(out.splitlines()) < 800  # was 1,873 lines, every nn.Module listed
+
+    @pytest.mark.parametrize(("given", "expected"), [("1", 1), ("3", 3), ("1.0", 1.0), ("0.25", 0.25)])
+    def test_limit_batches_integers_are_batches_and_floats_fractions(self, spair_tree, tmp_path, given, expected):
+        root, _ = spair_tree
+        limits = [arg for name in ("train", "val", "test", "predict") for arg in (f"--trainer.limit_{name}_batches", given)]
+        trainer = main([*common(root, tmp_path), *limits], run=False).trainer
+        for name in ("train", "val", "test", "predict"):
+            value = getattr(trainer, f"limit_{name}_batches")
+            assert value == expected and type(value) is type(expected), (name, value)
+
+    def test_limit_batches_from_a_config_file(self, spair_tree, tmp_path):
+        root, _ = spair_tree
+        config = tmp_path / "limits.yaml"
+        config.write_text("trainer:\n  limit_predict_batches: 1\n  limit_val_batches: 0.5\n")
+        trainer = main([*common(root, tmp_path), "--config", str(config)], run=False).trainer
+        assert (trainer.limit_predict_batches, trainer.limit_val_batches) == (1, 0.5)
+        assert type(trainer.limit_predict_batches) is int
+
+
+#: What Lightning and its libraries print that sosc's commands leave out.
+NOISE = ("litlogger", "litmodels", "LeafSpec", "module(s) in eval mode", "exists and is not empty",
+         "dirpath has changed", "JsonargparseDeprecation", "deprecated in v4", "No seed found")
+
+
+def test_a_tiny_fit_resume_and_test_print_none_of_the_known_noise(spair_tree, tmp_path, capfd, caplog):
+    import warnings
+
+    root, _ = spair_tree
+    args = [*common(root, tmp_path / "logs"), "--model.matcher.freeze_backbone", "true"]  # eval mode by design
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")  # past pytest's own filters (pyproject.toml)
+        main(["fit", *args, "--trainer.max_steps", "1"])
+        main(["fit", *args, "--trainer.max_steps", "2", "--ckpt_path", "last"])  # a folder with checkpoints
+        main(["test", *args, "--ckpt_path", "last", "--model.kbc.enabled", "true"])
+    printed = capfd.readouterr()
+    everything = "\n".join([printed.out, printed.err, caplog.text, *(str(w.message) for w in seen)])
+    assert not [n for n in NOISE if n in everything], [n for n in NOISE if n in everything]
+    assert "PCK with KBC" in printed.out  # the report is still printed
+
+
+def test_the_filters_end_with_the_command(tmp_path, caplog):
+    """A user's own Trainer after a sosc command still gets every message."""
+    import lightning
+
+    from sosc.console import quiet
+
+    with quiet():
+        pass
+    caplog.set_level("INFO")
+    lightning.Trainer(logger=lightning.pytorch.loggers.CSVLogger(tmp_path), enable_progress_bar=False)
+    assert "litlogger" in caplog.text

@@ -7,8 +7,10 @@ for each input size, batch size and precision (fp32, bf16 autocast):
   matcher with that backbone sits under;
 - ``kbcnet``: KBCNet inference (``torch.no_grad``);
 - ``kbcnet+kbc``: KBCNet inside :class:`sosc.kbc.KBCWrapper` in ``pred-box`` mode, on a batch
-  in which ``--trigger-share`` of the pairs have a small source object (the share of pairs that
-  really ran pass 2 is measured and printed);
+  in which ``--trigger-share`` of the pairs have a source object small enough that KBC zooms it
+  with :class:`sosc.kbc.KBCConfig`'s current defaults (:func:`make_batch` checks it, and the
+  measurement fails when those pairs do not run pass 2); the share of pairs that really ran
+  pass 2 is printed;
 - ``train``: one KBCNet training step (forward, loss, backward, AdamW step).
 
 Each figure is the median of ``--repeats`` timed runs after ``--warmup`` untimed ones, with
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import math
 import platform
 import resource
 import statistics
@@ -35,7 +38,9 @@ from pathlib import Path
 
 import torch
 
-from sosc.kbc import KBCWrapper
+from sosc.console import quiet
+from sosc.kbc import KBCConfig, KBCWrapper
+from sosc.kbc.windows import kbc_windows_for_points
 from sosc.losses import keypoint_epe
 from sosc.matchers.backbone import Backbone
 from sosc.matchers.kbcnet import KBCNet
@@ -88,17 +93,53 @@ def time_it(fn: Callable[[], object], device: torch.device, warmup: int, repeats
     return statistics.median(times), _peak(device)
 
 
+#: Keypoint spreads (fractions of the image side) tried for the pairs that must zoom, largest first.
+SMALL_SPREADS = (0.15, 0.1, 0.07, 0.05, 0.03, 0.02, 0.01)
+#: The keypoint spread of the pairs that must not zoom on the source side.
+LARGE_SPREAD = 0.8
+
+
+def source_zooms(kps: torch.Tensor, size: int, config: KBCConfig | None = None) -> torch.Tensor:
+    """``(B,)`` bool: whether KBC (``config``, default :class:`~sosc.kbc.KBCConfig`'s defaults)
+    zooms the source image of each pair, ``kps`` ``(B, N, 2)`` in an ``S x S`` image at input
+    size ``S``. A pair whose source zooms runs KBC's pass 2."""
+    config = config or KBCConfig()
+    hw = torch.tensor([size, size]).expand(len(kps), 2)
+    _, triggered = kbc_windows_for_points(kps.cpu(), None, hw, size, config)
+    return triggered
+
+
 def make_batch(batch: int, size: int, n_kps: int, trigger_share: float, device: torch.device, seed: int = 0):
-    """Images ``(B, 3, S, S)`` in [0, 1] and keypoints; the first ``trigger_share`` of the pairs
-    have their source keypoints in a box of 15% of the image side (KBC triggers), the rest
-    spread over 80% of it."""
+    """Images ``(B, 3, S, S)`` in [0, 1] and keypoints; the first ``ceil(trigger_share * B)``
+    pairs have their source keypoints in a box small enough that KBC zooms them with the
+    current defaults of :class:`~sosc.kbc.KBCConfig` (the largest of :data:`SMALL_SPREADS` of
+    the side that does, checked with :func:`source_zooms`), so that they run pass 2; the rest
+    spread over :data:`LARGE_SPREAD` of it, and their source does not zoom.
+
+    Raises:
+        RuntimeError: when no spread makes the first pairs zoom, or the others zoom (KBC's
+            defaults changed so that the stated share cannot be made): the ``kbcnet+kbc``
+            figure would not measure what it says.
+    """
     g = torch.Generator().manual_seed(seed)
     src = torch.rand(batch, 3, size, size, generator=g)
     trg = torch.rand(batch, 3, size, size, generator=g)
-    small = torch.arange(batch) < round(trigger_share * batch)
-    spread = torch.where(small, 0.15, 0.8)[:, None, None] * size
+    small = torch.arange(batch) < math.ceil(trigger_share * batch - 1e-9)
+    offsets = torch.rand(batch, n_kps, 2, generator=g) - 0.5
     centre = size / 2
-    kps = centre + (torch.rand(batch, n_kps, 2, generator=g) - 0.5) * spread
+    for fraction in SMALL_SPREADS:
+        spread = torch.where(small, fraction, LARGE_SPREAD)[:, None, None] * size
+        kps = centre + offsets * spread
+        zooms = source_zooms(kps, size)
+        if bool((zooms[small]).all()):
+            break
+    if not bool(zooms[small].all()) or bool(zooms[~small].any()):
+        raise RuntimeError(
+            f"bench batch at {size} px: with KBCConfig's defaults ({KBCConfig()}), {int(zooms[small].sum())} of the "
+            f"{int(small.sum())} pairs meant to zoom do (keypoint spreads down to {SMALL_SPREADS[-1]} of the side "
+            f"tried) and {int(zooms[~small].sum())} of the {int((~small).sum())} others do too: the kbcnet+kbc row "
+            "would not measure the stated share of zoomed pairs; adjust SMALL_SPREADS / LARGE_SPREAD in sosc.bench"
+        )
     valid = torch.ones(batch, n_kps, dtype=torch.bool)
     return src.to(device), trg.to(device), kps.to(device), valid.to(device)
 
@@ -185,11 +226,17 @@ def workload(
         src_list, trg_list = list(src), list(trg)
         with torch.no_grad(), autocast(dev, precision):
             info = wrapper.forward_with_info(src_list, trg_list, kps, valid)
+        meant = source_zooms(kps, size)
+        if not bool(info.refined.cpu()[meant].all()):
+            raise RuntimeError(
+                f"kbcnet+kbc at {size} px: pass 2 ran on {int(info.refined.sum())} of {len(src)} pairs, but "
+                f"{int(meant.sum())} were made to zoom (KBCConfig's defaults); the row would not measure KBC"
+            )
 
         def fn():
             with torch.no_grad(), autocast(dev, precision):
                 wrapper(src_list, trg_list, kps, valid)
-        return fn, f"pass 2 on {int(info.refined.sum())}/{len(src)} pairs"
+        return fn, f"pass 2 on {int(info.refined.sum())}/{len(src)} pairs ({int(meant.sum())} made to zoom)"
     if name == "train":
         net.train()
 
@@ -267,27 +314,40 @@ def parse_kwargs(items: Sequence[str]) -> dict[str, object]:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> list[Row]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``sosc-bench`` (every one with its help and default)."""
+    parser = argparse.ArgumentParser(prog="sosc-bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", default=None, help="timm backbone (default resnet101 on GPU, resnet18 on CPU)")
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="input sides (default 256 512 on GPU, 128 on CPU)")
     parser.add_argument("--batches", type=int, nargs="+", default=None, help="pairs per batch (default 32 on GPU, 2 on CPU)")
-    parser.add_argument("--precisions", nargs="+", default=None, choices=["fp32", "bf16"])
+    parser.add_argument("--precisions", nargs="+", default=None, choices=["fp32", "bf16"],
+                        help="fp32 and/or bf16 autocast (default both on GPU, fp32 on CPU)")
     parser.add_argument("--what", nargs="*", default=["backbone", "kbcnet", "kbcnet+kbc", "train"],
-                        help="measurements (none: only --startup)")
-    parser.add_argument("--warmup", type=int, default=None)
-    parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--trigger-share", type=float, default=0.5)
-    parser.add_argument("--no-channels-last", action="store_true")
+                        help="measurements, any of backbone kbcnet kbcnet+kbc train (default all; none: only --startup)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed runs before each figure (default 5 on GPU, 1 on CPU)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed runs per figure, the median is reported (default 20 on GPU, 3 on CPU)")
+    parser.add_argument("--trigger-share", type=float, default=0.5,
+                        help="kbcnet+kbc: the share of pairs made small enough that KBC zooms them with sosc.KBCConfig's "
+                             "current defaults and runs pass 2 (rounded up to whole pairs; checked, an error otherwise; "
+                             "default 0.5)")
+    parser.add_argument("--no-channels-last", action="store_true",
+                        help="keep images and networks in the default memory format (default: channels-last)")
     parser.add_argument("--compile", action="store_true", help="torch.compile KBCNet")
-    parser.add_argument("--device", default=None)
+    parser.add_argument("--device", default=None, help="e.g. cpu, cuda, cuda:1 (default cuda when available, else cpu)")
     parser.add_argument("--kbcnet", nargs="*", default=[], metavar="KEY=VALUE",
                         help="KBCNet constructor arguments, Python literals, e.g. decoder_strides='(2, 1, 1)' refine=False")
     parser.add_argument("--startup", type=int, default=0, metavar="REPEATS",
                         help="also time start-up (import torch, from sosc import KBCWrapper, sosc --help) in fresh "
                              "interpreters, median of REPEATS runs")
-    parser.add_argument("--out", default=".bench/bench.json", help="JSON output file")
-    opts = parser.parse_args(argv)
+    parser.add_argument("--out", default=".bench/bench.json", help="JSON output file (default %(default)s)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> list[Row]:
+    """``sosc-bench``: see the module docstring and ``sosc-bench --help``. Returns the rows."""
+    opts = build_parser().parse_args(argv)
     gpu = (opts.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
     settings = {
         "backbone": opts.backbone or ("resnet101" if gpu else "resnet18"),
@@ -312,7 +372,8 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
         base = startup["import torch"]
         for name, seconds in startup.items():
             print(f"start-up: {name:<28} {seconds:6.2f} s  ({seconds - base:+.2f} s vs import torch)")
-    rows = run(**settings) if opts.what else []
+    with quiet():
+        rows = run(**settings) if opts.what else []
     out = Path(opts.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {

@@ -1,161 +1,155 @@
 """The ``sosc`` command: a LightningCLI with ``fit``, ``validate``, ``test`` and ``predict``.
 
 ``sosc fit --config configs/synthetic.yaml``; ``sosc test --config configs/synthetic.yaml
---model.kbc.enabled true --ckpt_path <checkpoint>``. The data module is chosen by
-``data.class_path`` and the matcher by ``model.matcher.class_path``. What this subclass adds
-to LightningCLI:
+--model.kbc.enabled true --ckpt_path <checkpoint>``. The LightningCLI subclass and what it
+adds (links, callbacks, ``--ckpt_path last``, the data checked before any weights are
+fetched) is :class:`sosc.lightning_cli.SoscCLI`; this module is the command around it:
 
-- one KBC configuration: ``model.kbc`` (:class:`sosc.kbc.KBCConfig`) is linked to the data
-  module's ``kbc`` for train-time KBC;
-- one input size: ``data.init_args.input_size``; the model reads it from the batches;
-- three callbacks that are always there: ``report`` (:class:`sosc.callbacks.PCKReport`),
-  ``predictions`` (:class:`sosc.callbacks.PredictionWriter`), ``examples``
-  (:class:`sosc.callbacks.ExampleFigures`: ``sosc test`` draws its first and worst pairs) and
-  ``checkpoint``
-  (:class:`sosc.callbacks.RunCheckpoint`: every ``--checkpoint.every_n_train_steps`` (100)
-  training steps, ``last.ckpt``, and on an exception, in ``<save_dir>/<name>/checkpoints``);
-- ``--ckpt_path last``: the newest checkpoint in the run's checkpoint folder
-  (:func:`sosc.callbacks.find_last_checkpoint`), or an error naming the folder when there is
-  none (plain LightningCLI would look in a new ``version_N`` folder and train from scratch);
-- the matcher's exact configuration handed to the module for the checkpoint record
-  (:mod:`sosc.checkpoint`);
-- a checkpoint only supplies weights: the command line and the config decide the options.
+- :func:`main` runs it in-process (Python, tests), the package's known console noise left out
+  (:func:`sosc.console.quiet`);
+- :func:`command` is the installed script: a user mistake (a :class:`~sosc.errors.SoscError`,
+  a bad option) prints ``sosc: error: <what>`` on one line and exits with status 2, the
+  traceback behind ``--debug`` (anywhere on the line) or ``SOSC_DEBUG=1``;
+- ``sosc --help`` is answered without importing Lightning (:data:`ROOT_HELP`, in well under a
+  second instead of the ten it takes to build the four subcommands' parsers);
+  ``sosc <subcommand> --help`` is LightningCLI's.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lightning.pytorch.callbacks import Callback, Checkpoint
-from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.utilities import rank_zero_info
+if TYPE_CHECKING:  # pragma: no cover
+    from sosc.lightning_cli import SoscCLI
 
-from sosc.callbacks import (
-    CHECKPOINT_FOLDER,
-    ExampleFigures,
-    PCKReport,
-    PredictionWriter,
-    RunCheckpoint,
-    find_last_checkpoint,
-    run_folder,
+#: What ``sosc --help`` and ``sosc <subcommand> --help`` say the command is.
+DESCRIPTION = (
+    "sosc: small object semantic correspondence. Train and test keypoint matchers (KBCNet, "
+    "FeatureMatcher, adapters around your network) on SPair-71k, PF-PASCAL, PF-WILLOW or the "
+    "offline synthetic benchmark, with KBC (keypoint bounding box-centred cropping) at test time."
 )
-from sosc.data.datamodule import PairDataModule
-from sosc.errors import ConfigError
-from sosc.module import CorrespondenceModule
 
-#: The ``checkpoint`` callback's defaults (every option is ``--checkpoint.<name>``).
-CHECKPOINT_DEFAULTS = {"every_n_train_steps": 100, "save_top_k": 1, "save_last": "link", "save_on_exception": True,
-                       "enable_version_counter": False}
+#: The subcommands and what each does (their help in ``sosc --help``).
+SUBCOMMANDS = {
+    "fit": "train a matcher, validating on the way; checkpoints in <save_dir>/<name>/checkpoints",
+    "validate": "PCK on the validation split",
+    "test": "PCK on the test split and its report; with --model.kbc.enabled true, without and with KBC",
+    "predict": "the predicted target keypoints of a split, as JSON (--predictions.path)",
+}
+
+#: ``sosc --help``: the same subcommands and options as LightningCLI's root parser (checked by
+#: the test suite), with examples, printed without importing Lightning.
+ROOT_HELP = f"""usage: sosc [-h] [-c CONFIG] [--print_config[=flags]] [--debug] {{fit,validate,test,predict}} ...
+
+{DESCRIPTION}
+
+examples:
+  sosc fit --config configs/synthetic.yaml            # train KBCNet (offline benchmark, made on first use)
+  sosc test --config configs/synthetic.yaml --ckpt_path last --model.kbc.enabled true
+                                                      # PCK without and with KBC, and the reports
+  sosc fit --help                                     # every option of a subcommand, with its default
+  make demo                                           # a short fit and a KBC test, with a summary
+
+subcommands (each takes --help, --config and --print_config):
+  fit                   {SUBCOMMANDS["fit"]}
+  validate              {SUBCOMMANDS["validate"]}
+  test                  {SUBCOMMANDS["test"]}
+  predict               {SUBCOMMANDS["predict"]}
+
+options:
+  -h, --help            show this help message and exit
+  -c CONFIG, --config CONFIG
+                        a configuration file (yaml or json), e.g. configs/synthetic.yaml
+  --print_config[=flags]
+                        print the configuration after applying all other arguments and exit
+                        (flags: skip_default, skip_unset)
+  --debug               show the traceback of an error (anywhere on the line; also SOSC_DEBUG=1);
+                        by default an error is one line, exit status 2
+
+other commands: sosc-match (keypoints of your own image pair), sosc-bench (speed and memory),
+python -m sosc.demo (what `make demo` runs). Documentation: README.md, docs/METHOD.md.
+"""
 
 
-class SoscCLI(LightningCLI):
-    """LightningCLI with ``sosc``'s links, callbacks and defaults (CSV logging)."""
-
-    def _parse_ckpt_path(self) -> None:
-        """Keep the command line in charge of a run that loads a checkpoint.
-
-        LightningCLI (a private hook of it, overridden here on purpose) would overwrite the parsed
-        ``model`` options with the hyperparameters stored in the checkpoint, so ``sosc test
-        --model.kbc.enabled true --ckpt_path ...`` would silently test without KBC. Here the
-        checkpoint only supplies weights; a checkpoint that does not fit the configured matcher
-        is refused with a message (:func:`sosc.checkpoint.check_state_dict`).
-        """
-
-    def add_arguments_to_parser(self, parser) -> None:
-        parser.link_arguments("model.kbc", "data.init_args.kbc", apply_on="parse")
-        parser.add_lightning_class_args(PCKReport, "report")
-        parser.add_lightning_class_args(PredictionWriter, "predictions")
-        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
-        parser.set_defaults({f"checkpoint.{key}": value for key, value in CHECKPOINT_DEFAULTS.items()})
-        parser.add_lightning_class_args(ExampleFigures, "examples")
-        # No default matcher: jsonargparse carries the init_args of a default class over to the
-        # class given on the command line, so `--model.matcher sosc.KBCNet` would silently
-        # inherit another matcher's backbone, temperature and freezing.
-        parser.set_defaults(
-            {
-                "trainer.logger": {
-                    "class_path": "lightning.pytorch.loggers.CSVLogger",
-                    "init_args": {"save_dir": "logs", "name": "sosc"},
-                },
-            }
-        )
-
-    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Any:
-        """As LightningCLI, but without the ``checkpoint`` callback when
-        ``--trainer.enable_checkpointing false`` (which Lightning refuses with any checkpoint
-        callback present)."""
-        if config.get("enable_checkpointing") is False:
-            callbacks = [cb for cb in callbacks if not isinstance(cb, Checkpoint)]
-        return super()._instantiate_trainer(config, callbacks)
-
-    def resolve_last_checkpoint(self) -> None:
-        """Replace ``--ckpt_path last`` by the newest checkpoint in the run's checkpoint folder, or
-        raise :class:`ConfigError` naming the folder, before any work."""
-        config = self.config_init[self.subcommand]
-        if config.get("ckpt_path") != "last":
-            return
-        folders = [
-            Path(cb.dirpath) if cb.dirpath else run_folder(self.trainer) / CHECKPOINT_FOLDER
-            for cb in self.trainer.checkpoint_callbacks
-            if isinstance(cb, RunCheckpoint)
-        ]
-        if not folders:
-            return  # no run checkpoint: Lightning's own meaning of "last"
-        found = [path for path in map(find_last_checkpoint, dict.fromkeys(folders)) if path is not None]
-        if not found:
-            raise ConfigError(
-                f"--ckpt_path last: no checkpoint in {', '.join(map(str, dict.fromkeys(folders)))}, the checkpoint "
-                "folder of the run named by --trainer.logger.init_args.save_dir and .name: give the save_dir and "
-                "name of the run to resume, or a checkpoint file, or leave --ckpt_path out to start afresh"
-            )
-        config["ckpt_path"] = str(max(found, key=lambda p: p.stat().st_mtime_ns))
-        rank_zero_info(f"--ckpt_path last: {config['ckpt_path']}")
-
-    def before_fit(self) -> None:
-        self.resolve_last_checkpoint()
-
-    def before_validate(self) -> None:
-        self.resolve_last_checkpoint()
-
-    def before_test(self) -> None:
-        self.resolve_last_checkpoint()
-
-    def before_predict(self) -> None:
-        self.resolve_last_checkpoint()
-
-    def instantiate_classes(self) -> None:
-        """Instantiate as LightningCLI does, then hand the module the matcher's exact configuration
-        (``class_path`` and ``init_args`` as parsed) for its checkpoint record."""
-        super().instantiate_classes()
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        matcher = config.get("model.matcher")
-        if matcher is not None and self.model is not None:
-            self.model.matcher_config = matcher.as_dict() if hasattr(matcher, "as_dict") else dict(matcher)
+def subcommand_parser_kwargs(name: str) -> dict[str, str]:
+    """The usage line and description of ``sosc <name> --help``: one usage line instead of
+    jsonargparse's list of every option (70 lines), and where each group of options is."""
+    return {
+        "usage": f"sosc {name} [-h] [-c CONFIG] [--print_config[=flags]] [--<group>.<option> VALUE ...]",
+        "description": (
+            f"sosc {name}: {SUBCOMMANDS[name]}. Options by group: --trainer.* (Lightning's Trainer), --model.* "
+            "(the matcher, its training and KBC), --data.* (the benchmark), --checkpoint.*, --report.*, "
+            "--predictions.*; a config file takes the same keys (--print_config shows them). Errors are one "
+            "line; --debug shows the traceback."
+        ),
+    }
 
 
 def main(args: Sequence[str] | None = None, run: bool = True) -> SoscCLI:
     """Run the ``sosc`` command in-process and return the CLI (``cli.trainer``, ``cli.model``).
 
     ``args`` as on the command line (default ``sys.argv[1:]``); ``run=False`` only parses and
-    instantiates. The installed ``sosc`` script calls :func:`command` instead.
+    instantiates. Errors are raised (a bad option: ``SystemExit(2)`` after one line on stderr);
+    the installed ``sosc`` script calls :func:`command` instead, which prints them in one line.
+    The package's known console noise is left out while it runs (:func:`sosc.console.quiet`).
     """
+    from sosc.console import quiet
+    from sosc.data.datamodule import PairDataModule
+    from sosc.lightning_cli import SoscArgumentParser, SoscCLI
+    from sosc.module import CorrespondenceModule
+
     os.environ.setdefault("WANDB_MODE", "offline")
-    return SoscCLI(
-        CorrespondenceModule,
-        PairDataModule,
-        subclass_mode_data=True,
-        args=args,
-        run=run,
-        auto_configure_optimizers=False,
-    )
+    parser_kwargs: dict[str, Any] = {"description": DESCRIPTION, "prog": "sosc"}
+    parser_kwargs.update({name: subcommand_parser_kwargs(name) for name in SUBCOMMANDS})
+    with quiet():
+        return SoscCLI(
+            CorrespondenceModule,
+            PairDataModule,
+            subclass_mode_data=True,
+            args=args,
+            run=run,
+            auto_configure_optimizers=False,
+            parser_class=SoscArgumentParser,
+            parser_kwargs=parser_kwargs,
+        )
 
 
-def command() -> None:
-    """The installed ``sosc`` script: :func:`main` on ``sys.argv``, exit status 0 on success."""
-    main()
+def command(argv: Sequence[str] | None = None) -> None:
+    """The installed ``sosc`` script: :func:`main` on ``sys.argv``, exit status 0 on success.
+
+    ``sosc --help`` prints :data:`ROOT_HELP`. A :class:`~sosc.errors.SoscError` (missing data,
+    weights that cannot be had, a bad value) or Lightning's ``MisconfigurationException``
+    prints ``sosc: error: <message>`` on one line and exits with status 2; ``--debug``
+    (anywhere on the line) or ``SOSC_DEBUG=1`` shows the traceback (and jsonargparse's full
+    messages) instead.
+    """
+    from sosc.console import debug_requested, report_errors
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args in (["-h"], ["--help"]):
+        print(ROOT_HELP, end="")
+        return
+    debug = debug_requested(args)
+    if "--debug" in args:
+        args = [a for a in args if a != "--debug"]
+        os.environ["SOSC_DEBUG"] = "1"  # for the parser's errors (sosc.lightning_cli.SoscArgumentParser)
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    with report_errors("sosc", debug, kinds=(MisconfigurationException,)):
+        main(args)
+
+
+def __getattr__(name: str) -> Any:
+    """``sosc.cli.SoscCLI`` and ``sosc.cli.CHECKPOINT_DEFAULTS``, from :mod:`sosc.lightning_cli`
+    when first read (so that importing this module stays light)."""
+    if name in ("SoscCLI", "SoscArgumentParser", "CHECKPOINT_DEFAULTS"):
+        from sosc import lightning_cli
+
+        return getattr(lightning_cli, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":

@@ -414,9 +414,12 @@ def command(argv: Sequence[str] | None = None) -> None:
     :class:`~sosc.errors.SoscError`) prints ``sosc-match: error: <message>`` on one line and
     exits with status 2 (as argparse does for bad options); ``--debug`` or ``SOSC_DEBUG=1``
     shows the traceback instead."""
+    from sosc.console import quiet
+
     opts = build_parser().parse_args(argv)
     try:
-        run(opts)
+        with quiet():  # the package's known console noise (sosc.console)
+            run(opts)
     except SoscError as err:
         if opts.debug or os.environ.get("SOSC_DEBUG", "") not in ("", "0"):
             raise

@@ -89,9 +89,12 @@ class CorrespondenceModule(L.LightningModule):
     """Train and evaluate a matcher on keypoint pairs.
 
     Args:
-        matcher: a :class:`~sosc.matchers.base.Matcher` (``sosc.KBCNet``, ``sosc.FeatureMatcher``,
-            an adapter around a third-party net) or any ``nn.Module`` that follows the contract;
-            also its configuration ``{"class_path": ..., "init_args": ...}`` (how Lightning's
+        matcher: a :class:`~sosc.matchers.base.Matcher`: ``sosc.KBCNet``,
+            ``sosc.matchers.FeatureMatcher``, or an adapter (``FlowMatcher``,
+            ``ScoreVolumeMatcher``, ``FeatureFnMatcher``, ``CallableMatcher``) around a network
+            of your own given by class path in its ``init_args``; a ``Matcher`` subclass of your
+            package by its class path. In Python, any ``nn.Module`` that follows the contract;
+            also the configuration ``{"class_path": ..., "init_args": ...}`` (how Lightning's
             ``load_from_checkpoint`` passes it).
         input_size: ``None`` (default) reads the network input size from each batch; a value
             ``(S_h, S_w)`` or an int is checked against the data module and every batch

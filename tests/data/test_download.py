@@ -6,6 +6,7 @@ Everything runs against a loopback HTTP server (127.0.0.1, a thread) or file:// 
 import hashlib
 import io
 import tarfile
+import time
 import zipfile
 
 import pytest
@@ -14,6 +15,7 @@ from sosc.data import download as dl
 from sosc.data.download import (
     ArchiveSpec,
     DownloadError,
+    check_benchmark,
     ensure_benchmark,
     extract,
     extraction_interrupted,
@@ -251,3 +253,31 @@ class TestEnsureBenchmark:
         (tmp_path / "Toy.zip").write_bytes(_zip_bytes({"Toy/ok.txt": b"ok"}))
         ensure_benchmark(SPEC, tmp_path, _find_toy, progress=False)
         assert (tmp_path / "Toy/ok.txt").exists() and (tmp_path / "Toy.zip").exists()
+
+
+class TestCheckBenchmark:
+    """What ensure_benchmark would conclude, in seconds and without downloading (sosc's first check)."""
+
+    def test_a_tree_that_is_there_passes_without_any_network(self, tmp_path):
+        (tmp_path / "Toy").mkdir()
+        (tmp_path / "Toy" / "ok.txt").write_text("ok")
+        check_benchmark(SPEC, tmp_path, _find_toy, url="http://127.0.0.1:9/Toy.zip")
+
+    def test_download_false_says_what_to_put_where(self, tmp_path):
+        with pytest.raises(DatasetError, match=r"download=False.*Toy\.zip.*SOSC_TOY_URL"):
+            check_benchmark(SPEC, tmp_path, _find_toy, download=False)
+
+    def test_an_unreachable_server_says_what_to_put_where_at_once(self, tmp_path):
+        start = time.perf_counter()
+        with pytest.raises(DatasetError) as err:
+            check_benchmark(SPEC, tmp_path, _find_toy, url="http://127.0.0.1:9/Toy.zip")
+        msg = str(err.value)
+        assert "could not be downloaded: http://127.0.0.1:9/Toy.zip: 127.0.0.1:9 cannot be reached" in msg
+        assert f"extract it into {tmp_path}" in msg and "\n" not in msg
+        assert time.perf_counter() - start < 5
+        assert list(tmp_path.iterdir()) == []  # nothing written
+
+    def test_a_server_that_answers_is_left_to_prepare_data(self, loopback_server, tmp_path):
+        loopback_server.files["/Toy.zip"] = _zip_bytes({"Toy/ok.txt": b"ok"})
+        check_benchmark(SPEC, tmp_path, _find_toy, url=loopback_server.url("/Toy.zip"))
+        assert loopback_server.requests == [] and list(tmp_path.iterdir()) == []

@@ -1,5 +1,10 @@
 """Backbones and their weights, offline."""
 
+import os
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 import timm
@@ -7,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from sosc.errors import ConfigError
+from sosc.matchers import backbone
 from sosc.matchers.backbone import PACKAGED_WEIGHTS, Backbone, WeightsError, _packaged_state
 
 
@@ -44,7 +50,7 @@ class TestErrors:
 
     def test_hub_offline_raises_not_random(self, monkeypatch):
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-        with pytest.raises(WeightsError, match="Offline"):
+        with pytest.raises(WeightsError, match="HF_HUB_OFFLINE is set.*pretrained=false"):
             Backbone("resnet18", pretrained=True)
 
     def test_unknown_stride(self):
@@ -124,7 +130,7 @@ class TestDINOv2:
 
     def test_hub_offline_raises_not_random(self, monkeypatch):
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-        with pytest.raises(WeightsError, match="Offline"):
+        with pytest.raises(WeightsError, match="HF_HUB_OFFLINE is set.*pretrained=false"):
             Backbone("vit_small_patch14_dinov2.lvd142m", pretrained=True, strides=(14,))
 
     @pytest.mark.parametrize("name", ["vit_base_patch14_dinov2.lvd142m", "vit_large_patch14_dinov2.lvd142m",
@@ -135,3 +141,57 @@ class TestDINOv2:
         assert timm.is_model(name) and takes_dynamic_img_size(name)
         assert timm.models.get_pretrained_cfg(name).mean == (0.485, 0.456, 0.406)
         assert "patch14" in name
+
+
+class TestHub:
+    """pretrained=True when timm's hub cannot be reached: seconds, one line, or the cache."""
+
+    @pytest.fixture
+    def online_mode(self, monkeypatch):
+        """huggingface_hub as without HF_HUB_OFFLINE (the test suite sets it), the hub's address a
+        closed loopback port: what a machine without network sees, at once."""
+        from huggingface_hub import constants
+
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(backbone, "hub_source", lambda name: "http://127.0.0.1:9")
+        return constants
+
+    def test_an_unreachable_hub_fails_in_seconds_in_one_line(self, online_mode):
+        start = time.perf_counter()
+        with pytest.raises(WeightsError) as err:
+            Backbone("resnet18", pretrained=True)
+        message = str(err.value)
+        assert "\n" not in message and "127.0.0.1:9 cannot be reached" in message
+        assert "--model.matcher.init_args.pretrained /path/to/weights.pth" in message and "pretrained=false" in message
+        assert time.perf_counter() - start < 10
+
+    def test_an_unreachable_hub_still_gives_cached_weights(self, online_mode, monkeypatch, tmp_path):
+        safetensors = pytest.importorskip("safetensors.torch")
+        repo = tmp_path / ("models--" + timm.models.get_pretrained_cfg("resnet18").hf_hub_id.replace("/", "--"))
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text("0" * 40)
+        (repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
+        reference = timm.create_model("resnet18", pretrained=False)
+        safetensors.save_file(reference.state_dict(), str(repo / "snapshots" / ("0" * 40) / "model.safetensors"))
+        monkeypatch.setattr(online_mode, "HF_HUB_CACHE", str(tmp_path))
+        net = Backbone("resnet18", pretrained=True, strides=(8,))
+        assert torch.equal(net.body.conv1.weight, reference.conv1.weight)
+        assert online_mode.HF_HUB_OFFLINE is False  # offline only while the weights were read
+
+    def test_the_hub_path_is_bounded_without_hf_hub_offline(self, tmp_path):
+        """The real hub, HF_HUB_OFFLINE unset: on a machine without network (this project's and
+        CI's) it fails within the probe's bound instead of retrying for about 50 s."""
+        from sosc.network import unreachable
+
+        source = backbone.hub_source("resnet18")
+        if source is None or unreachable(source) is None:
+            pytest.skip(f"{source} answers: this machine has a network")
+        env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+        env["HF_HUB_CACHE"] = str(tmp_path)
+        code = "from sosc.matchers.backbone import Backbone\nBackbone('resnet18', pretrained=True)"
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        seconds = time.perf_counter() - start
+        assert done.returncode != 0 and "WeightsError: pretrained=True" in done.stderr
+        assert "Retrying" not in done.stderr, done.stderr[-2000:]
+        assert seconds < 30 and "hub cannot be used" in done.stderr

@@ -30,7 +30,7 @@ from sosc.data.dataset import (
     verify_images,
     warn_skips,
 )
-from sosc.data.download import ArchiveSpec, ensure_benchmark
+from sosc.data.download import ArchiveSpec, check_benchmark, ensure_benchmark
 from sosc.data.records import PairRecord, SkipReport, empty_split_error
 from sosc.geometry import as_size
 from sosc.kbc import KBCConfig, kbc_train_windows
@@ -195,6 +195,26 @@ class PairDataModule(L.LightningDataModule):
             self.archive, self.root, self.find_root, download=self.download, url=self.url,
             sha256=self.sha256, extra_help=self.extra_help(),
         )
+
+    def check_stage(self, stage: str) -> None:
+        """Raise when this benchmark cannot run ``stage`` at all (PF-WILLOW has no training
+        split), before anything is read or downloaded. The default accepts every stage."""
+
+    def check_data(self, stage: str) -> None:
+        """What ``stage`` needs, checked in seconds before any work and before any weights are
+        fetched (the ``sosc`` CLI calls it first): the stage is one this benchmark has
+        (:meth:`check_stage`), and the benchmark's tree is under ``root``, or ``download`` is on
+        and its server answers (:func:`sosc.data.download.check_benchmark`).
+
+        Raises:
+            DatasetError: saying which archive to put where (downloads nothing, writes nothing).
+            ConfigError: a stage the benchmark does not have.
+        """
+        self.check_stage(stage)
+        if self.archive is None:
+            return
+        check_benchmark(self.archive, self.root, self.find_root, download=self.download, url=self.url,
+                        extra_help=self.extra_help())
 
     def train_window_fn(self) -> WindowFn | None:
         """Train-time window choice (KBC augmentation) or None for full images."""

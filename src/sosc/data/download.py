@@ -13,7 +13,8 @@ Three layers, each usable alone:
   complete tree.
 - :func:`ensure_benchmark` is what a data module's ``prepare_data`` calls: use the tree if
   it is there, else download (``download=True``) or explain exactly which archive to put
-  where (``download=False``, or when the download fails).
+  where (``download=False``, or when the download fails). :func:`check_benchmark` reaches
+  the same verdict without downloading, in seconds (a probe of the server), before any work.
 
 URLs: the official one of each :class:`ArchiveSpec`, overridden by the environment
 variable it names (e.g. ``SOSC_SPAIR_URL``), overridden by an explicit ``url`` argument
@@ -41,6 +42,7 @@ from typing import IO
 
 from sosc.checksum import sha256sum
 from sosc.errors import DatasetError
+from sosc.network import PROBE_SECONDS, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -519,6 +521,66 @@ def _listing(folder: Path, limit: int = 12) -> str:
     return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
 
 
+def _missing_reason(spec: ArchiveSpec, root: Path, find: Callable[[Path], object]) -> str | None:
+    """None when ``spec``'s tree is under ``root`` (``find`` returns), else why not: an
+    interrupted extraction, or ``find``'s :class:`DatasetError` naming the paths searched."""
+    marker = spec.marker(root)
+    if extraction_interrupted(marker):
+        return (
+            f"an earlier extraction of {spec.filename} into {root} was interrupted, so the tree there may be "
+            f"incomplete: rerun with download enabled to redo it, or extract {spec.filename} into {root} by "
+            f"hand and delete {_inprogress(marker)}"
+        )
+    try:
+        find(root)
+    except DatasetError as err:
+        return str(err)
+    return None
+
+
+def _not_downloaded(spec: ArchiveSpec, root: Path, reason: str, extra_help: str) -> DatasetError:
+    """The error of a missing tree with ``download=False``: which archive to put where."""
+    how = "" if spec.filename in reason else " " + manual_instructions(spec, root, extra_help)
+    return DatasetError(f"{spec.name} not found and download=False, so nothing was downloaded: {reason}{how}")
+
+
+def _cannot_download(spec: ArchiveSpec, root: Path, why: str, extra_help: str) -> DatasetError:
+    """The error of a missing tree whose download failed: which archive to put where."""
+    return DatasetError(f"{spec.name} is not under {root} and could not be downloaded: {why}. "
+                        + manual_instructions(spec, root, extra_help))
+
+
+def check_benchmark(
+    spec: ArchiveSpec,
+    root: str | Path,
+    find: Callable[[Path], object],
+    *,
+    download: bool = True,
+    url: str | None = None,
+    extra_help: str = "",
+    timeout: float = PROBE_SECONDS,
+) -> None:
+    """What :func:`ensure_benchmark` would conclude without downloading, in at most ``timeout``
+    seconds: return when ``spec``'s tree is under ``root``, or when it is not but ``download``
+    is on and the archive's server answers (:func:`sosc.network.unreachable`); else raise the
+    :class:`DatasetError` that says which archive to put where. Writes nothing.
+
+    ``sosc`` calls it (through the data module's ``check_data``) before anything else is
+    built, so that missing data is reported before pretrained weights are fetched and an
+    unreachable server in seconds, not after a download's retries.
+    """
+    root = Path(root).expanduser()
+    reason = _missing_reason(spec, root, find)
+    if reason is None:
+        return
+    if not download:
+        raise _not_downloaded(spec, root, reason, extra_help)
+    source = resolve_url(spec, url)
+    problem = unreachable(source, timeout)
+    if problem is not None:
+        raise _cannot_download(spec, root, f"{source}: {problem}", extra_help)
+
+
 def ensure_benchmark(
     spec: ArchiveSpec,
     root: str | Path,
@@ -542,24 +604,15 @@ def ensure_benchmark(
     ``spec.sha256``), extracted into ``root`` with a completion marker, and removed after a
     successful extraction when this call downloaded it (an archive you placed there yourself
     is extracted and kept). A failed download raises the same instructions.
+    :func:`check_benchmark` tells beforehand, in seconds, whether this would fail.
     """
     root = Path(root).expanduser()
     marker = spec.marker(root)
-    if extraction_interrupted(marker):
-        reason = (
-            f"an earlier extraction of {spec.filename} into {root} was interrupted, so the tree there may be "
-            f"incomplete: rerun with download enabled to redo it, or extract {spec.filename} into {root} by "
-            f"hand and delete {_inprogress(marker)}"
-        )
-    else:
-        try:
-            find(root)
-            return
-        except DatasetError as err:
-            reason = str(err)
+    reason = _missing_reason(spec, root, find)
+    if reason is None:
+        return
     if not download:
-        how = "" if spec.filename in reason else " " + manual_instructions(spec, root, extra_help)
-        raise DatasetError(f"{spec.name} not found and download=False, so nothing was downloaded: {reason}{how}")
+        raise _not_downloaded(spec, root, reason, extra_help)
     marker.unlink(missing_ok=True)
     archive = root / spec.filename
     placed = archive.exists()
@@ -568,8 +621,7 @@ def ensure_benchmark(
     try:
         fetch(source, archive, sha256=sha256 or spec.sha256, size=spec.size, progress=progress)
     except DownloadError as err:
-        raise DatasetError(f"{spec.name} is not under {root} and could not be downloaded: {err}. "
-                           + manual_instructions(spec, root, extra_help)) from err
+        raise _cannot_download(spec, root, str(err), extra_help) from err
     extract(archive, root, marker)
     if not placed:
         archive.unlink(missing_ok=True)

@@ -215,6 +215,11 @@ class PFWillowDataModule(PairDataModule):
     def extra_help(self) -> str:
         return pair_file_help(self.root / PFWILLOW_FOLDERS[0], self.root)
 
+    def check_stage(self, stage: str) -> None:
+        """``fit``: the :class:`ConfigError` that points at PF-PASCAL (PF-WILLOW is a test set only)."""
+        if stage == "fit":
+            read_pfwillow(self.root, "train")
+
     def prepare_data(self) -> None:
         """Download and extract PF-dataset.zip into ``root`` if no tree is there (sets no attributes).
 

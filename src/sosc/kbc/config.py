@@ -94,7 +94,7 @@ class KBCConfig:
     pred_box: PredBox = "similarity"
     robust_k: float = 2.5
     pred_box_context: float = 1.0
-    choice: Choice = "pass2"
+    choice: Choice = "shape"
     cycle_keep: float = 0.2
     cycle_reject: float = 0.5
     zoom_passes: int = 1

@@ -14,6 +14,7 @@ patch (their position embeddings are interpolated), not only the size they were 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import inspect
@@ -25,12 +26,14 @@ from typing import Any
 
 import timm
 import torch
+from timm.models._hub import has_hf_hub
 from torch import nn
 
 from sosc.checksum import sha256sum
 from sosc.errors import ConfigError, SoscError
 from sosc.matchers.base import Normalize
 from sosc.matchers.checkpointing import checkpoint_stages
+from sosc.network import unreachable
 
 
 class WeightsError(SoscError, RuntimeError):
@@ -174,20 +177,78 @@ def random_features(name: str) -> tuple[nn.Module, Sequence[float], Sequence[flo
     return (model, *_model_mean_std(model))
 
 
+def hub_source(name: str) -> str | None:
+    """The URL timm fetches ``name``'s pretrained weights from: the Hugging Face hub's endpoint
+    (``HF_ENDPOINT``) for weights hosted there, else the pretrained config's ``url``; None when
+    timm knows no weights for it."""
+    try:
+        cfg = timm.models.get_pretrained_cfg(name)
+    except Exception:  # an unknown tag: timm's own error says so when the model is built
+        return None
+    if cfg is None:
+        return None
+    if cfg.hf_hub_id and has_hf_hub():
+        from huggingface_hub import constants
+
+        return constants.ENDPOINT
+    return cfg.url or None
+
+
+@contextlib.contextmanager
+def _hub_offline(offline: bool):
+    """Inside: huggingface_hub in offline mode when ``offline`` (the cache only, no retries)."""
+    if not offline:
+        yield
+        return
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
+def _hub_is_offline() -> bool:
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - timm depends on it
+        return False
+    return bool(constants.is_offline_mode())
+
+
 def hub_features(name: str) -> tuple[nn.Module, Sequence[float], Sequence[float]]:
-    """``pretrained=True``: timm's hub (online).
+    """``pretrained=True``: timm's hub (online), or its local cache.
+
+    Before timm asks the hub, a probe (:func:`sosc.network.unreachable`, at most
+    :data:`sosc.network.PROBE_SECONDS`) checks that its server answers; when it does not, or
+    under ``HF_HUB_OFFLINE=1``, only the cache is read (huggingface_hub's offline mode), so that
+    an unreachable hub fails in seconds instead of after a minute of retries.
 
     Raises:
-        WeightsError: when the hub cannot be reached or has no weights, saying how to pass a
-            local file, packaged weights or ``pretrained=False``.
+        WeightsError: in one line, when the weights are neither downloadable nor cached, saying
+            how to pass a local file, packaged weights or ``pretrained=False``.
     """
+    source = hub_source(name)
+    reason = None
+    if _hub_is_offline():
+        reason = "HF_HUB_OFFLINE is set"
+    elif source is not None:
+        reason = unreachable(source)
     try:
-        model = timm.create_model(name, pretrained=True, features_only=True, **timm_kwargs(name))
+        with _hub_offline(reason is not None):
+            model = timm.create_model(name, pretrained=True, features_only=True, **timm_kwargs(name))
     except Exception as err:  # hub errors have many types
+        if reason is None:
+            lines = str(err).strip().splitlines()
+            reason = f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+        packaged = f"pretrained='package' (offline weights for {', '.join(sorted(PACKAGED_WEIGHTS))})"
         raise WeightsError(
-            f"could not fetch pretrained weights for {name!r} from timm's hub ({err}). "
-            "Offline? Pass a local file (pretrained=/path/to/weights), "
-            "pretrained='package' where a weights package exists, or pretrained=False"
+            f"pretrained=True: the weights of {name!r} come from timm's hub ({source or 'no source known'}) and are "
+            f"not in its cache, and the hub cannot be used: {reason}. Pass a local file instead "
+            f"(pretrained=/path/to/weights.pth; on the command line --model.matcher.init_args.pretrained "
+            f"/path/to/weights.pth), {packaged}, or pretrained=false (random weights)"
         ) from err
     return (model, *_model_mean_std(model))
 
