@@ -11,7 +11,7 @@ to LightningCLI:
 - one KBC configuration: ``model.kbc`` (:class:`sosc.kbc.KBCConfig`) is linked to the data
   module's ``kbc`` for train-time KBC;
 - one input size: ``data.init_args.input_size``; the model reads it from the batches;
-- three callbacks that are always there: ``report`` (:class:`sosc.callbacks.PCKReport`),
+- four callbacks that are always there: ``report`` (:class:`sosc.callbacks.PCKReport`),
   ``predictions`` (:class:`sosc.callbacks.PredictionWriter`), ``examples``
   (:class:`sosc.callbacks.ExampleFigures`) and ``checkpoint``
   (:class:`sosc.callbacks.RunCheckpoint`: every ``--checkpoint.every_n_train_steps`` (100)
