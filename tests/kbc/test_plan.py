@@ -15,6 +15,7 @@ from sosc.kbc import (
     pair_windows,
     plan_windows,
     robust_inliers,
+    similarity_box,
     target_box,
     zoom_params,
 )
@@ -85,7 +86,40 @@ class TestRobustPredBox:
         assert robust_inliers(pts, valid).tolist() == [[True, True, False]]
 
 
+class TestSimilarityBox:
+    def test_one_keypoint_moves_the_source_box_onto_its_prediction(self):
+        # one keypoint has no distance to compare: scale 1, never NaN (a NaN target box left
+        # the source zoomed 4x against the full target; the CATs recipe landed 41 px off)
+        src = torch.tensor([[[150.0, 100.0], [0.0, 0.0]]])
+        pred = torch.tensor([[[158.0, 100.0], [9.0, 9.0]]])
+        valid = torch.tensor([[True, False]])
+        out = similarity_box(src, pred, valid, kbc_box(src, valid))
+        assert out.tolist() == [[150.0, 92.0, 166.0, 108.0]]
+
+    def test_no_valid_keypoint_gives_no_box(self):
+        src = torch.zeros(1, 2, 2)
+        out = similarity_box(src, src, torch.zeros(1, 2, dtype=torch.bool), torch.full((1, 4), float("nan")))
+        assert torch.isnan(out).all()
+
+    def test_scale_and_place_follow_the_majority(self):
+        src = torch.tensor([[[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0], [5.0, 5.0]]])
+        pred = 3 * src + torch.tensor([200.0, 50.0])
+        pred[0, 0] = torch.tensor([0.0, 400.0])
+        out = similarity_box(src, pred, torch.ones(1, 5, dtype=torch.bool), torch.tensor([[0.0, 0.0, 10.0, 10.0]]))
+        side = out[0, 2:] - out[0, :2]
+        centre = 0.5 * (out[0, 2:] + out[0, :2])
+        torch.testing.assert_close(side, torch.tensor([30.0, 30.0]))  # the stray does not scale it
+        assert (centre - torch.tensor([215.0, 65.0])).abs().max() <= 15.0  # nor carry it far
+
+
 class TestPlanWindows:
+    def test_a_pair_with_one_box_missing_does_not_zoom_the_other_image(self):
+        # object-bbox without the target's box: the small source must not zoom alone
+        nan = torch.full((1, 4), float("nan"))
+        plan = plan_windows(KBCConfig(target="object-bbox"), box(100, 100, 30), nan, SIZE, SIZE, 256)
+        assert REASONS[int(plan.reason[0])] == "no box" and not plan.refined.any()
+        assert torch.equal(plan.src_window, full_windows(SIZE))
+
     def test_reasons(self):
         sizes = SIZE.expand(4, 2)
         src = torch.cat([box(100, 100, 30), box(0, 0, 470), box(0, 0, 470), torch.full((1, 4), float("nan"))])

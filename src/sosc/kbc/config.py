@@ -46,8 +46,9 @@ class KBCConfig:
             times smaller than the whole image (smaller zooms are not worth a second pass).
         tau: with ``zoom_px=None``: trigger threshold on ``max(box_w, box_h) / max(W, H)``;
             ``0`` never triggers.
-        rho: with ``zoom_px=None``: fill ratio, the box's longer side over the window side
-            (``0 < rho <= 1``).
+        rho: fill ratio, the box's longer side over the window side (``0 < rho <= 1``): with
+            ``zoom_px=None`` the fill of every zoomed window; with ``zoom_px`` its cap (at an
+            input under ``zoom_px / rho`` pixels the box keeps this much context).
         margin: grow the box by this fraction of its side, per side and per axis.
         min_margin: ...but by at least this many original pixels per side.
         s_max: the window side is never below ``max(W, H) / s_max`` (the zoom cap).

@@ -129,8 +129,10 @@ def plan_windows(
 
     Returns:
         A :class:`WindowPlan`. Under ``pred-box`` the target window's side is
-        ``config.pred_box_context`` times larger. A pair runs pass 2 where a window differs from
-        the full image.
+        ``config.pred_box_context`` times larger. A pair runs pass 2 where both boxes are
+        finite and a window differs from the full image; a pair with a NaN box (no valid
+        keypoint, no target box) keeps pass 1 with reason ``"no box"``, whichever image could
+        have zoomed.
     """
     src_full, trg_full = full_windows(src_size), full_windows(trg_size)
     b = src_box.shape[0]
@@ -140,10 +142,12 @@ def plan_windows(
     context = config.pred_box_context if config.target == "pred-box" else 1.0
     src_win, trg_win, src_trig, trg_trig = pair_windows(src_box, trg_box, src_size, trg_size, input_size, config,
                                                        context)
-    changed = (src_win != src_full).any(-1) | (trg_win != trg_full).any(-1)
+    no_box = ~(torch.isfinite(src_box).all(-1) & torch.isfinite(trg_box).all(-1))
+    # a pair zooms only with both boxes: one image zoomed against a target of unknown scale
+    # would be matched across a scale gap that nothing chose
+    changed = ((src_win != src_full).any(-1) | (trg_win != trg_full).any(-1)) & ~no_box
     src_win = torch.where(changed[:, None], src_win, src_full)
     trg_win = torch.where(changed[:, None], trg_win, trg_full)
-    no_box = ~(torch.isfinite(src_box).all(-1) & torch.isfinite(trg_box).all(-1))
     reason = torch.where(changed, ZOOMED, torch.where(no_box, NO_BOX, LARGE))
     return WindowPlan(src_win, trg_win, src_trig, trg_trig, changed, reason)
 

@@ -211,18 +211,21 @@ def zoom_params(config: KBCConfig, input_size: int | Sequence[int]) -> tuple[flo
     """The ``(tau, rho)`` of steps 2-3 that ``config`` amounts to at ``input_size``.
 
     With the scale-aware zoom (``config.zoom_px``) the window is the one of fill ratio
-    ``rho = zoom_px / max(S_h, S_w)`` (the grown box's longer side then spans ``zoom_px`` input
-    pixels) and an image zooms where its window is at least ``min_zoom`` times smaller than the
+    ``rho = min(zoom_px / max(S_h, S_w), config.rho)`` (the grown box's longer side then spans
+    ``zoom_px`` input pixels; at small inputs, where that would fill more than ``config.rho``
+    of the window, the box keeps ``config.rho``'s context around it) and an image zooms where its window is at least ``min_zoom`` times smaller than the
     whole image, i.e. ``tau = rho / min_zoom``. Otherwise METHOD.md's ``(tau, rho)``.
 
     >>> zoom_params(KBCConfig(zoom_px=96.0, min_zoom=1.25), 256)
     (0.3, 0.375)
+    >>> zoom_params(KBCConfig(zoom_px=96.0, min_zoom=1.25), 64)  # 96 px would overfill 64
+    (0.5599999999999999, 0.7)
     >>> zoom_params(KBCConfig(zoom_px=None, tau=0.5, rho=0.7), 256)
     (0.5, 0.7)
     """
     if config.zoom_px is None:
         return config.tau, config.rho
-    rho = min(1.0, config.zoom_px / max(as_size(input_size)))
+    rho = min(config.rho, config.zoom_px / max(as_size(input_size)))
     return rho / config.min_zoom, rho
 
 
@@ -308,7 +311,9 @@ def similarity_box(src_kps: torch.Tensor, pred_kps: torch.Tensor, valid: torch.T
         src_box: ``(B, 4)`` the (grown) source box.
 
     Returns:
-        ``(B, 4)`` original target pixels; NaN for a pair with fewer than 2 valid keypoints.
+        ``(B, 4)`` original target pixels. With one valid keypoint there is no distance to
+        compare: the scale is 1 (the source box moved onto the prediction, as the box of the
+        prediction would be); NaN for a pair without a valid keypoint.
 
     >>> src = torch.tensor([[[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]]])
     >>> pred = 2 * src + 100.0
@@ -323,14 +328,15 @@ def similarity_box(src_kps: torch.Tensor, pred_kps: torch.Tensor, valid: torch.T
     upper = torch.ones(n, n, dtype=torch.bool, device=valid.device).triu(1)
     both = valid[..., :, None] & valid[..., None, :] & upper
     ratio = torch.where(both, dp / dq.clamp_min(1.0), torch.full_like(dp, nan))
-    scale = ratio.flatten(-2).nanmedian(dim=-1).values
+    few = valid.sum(-1) < 2
+    scale = torch.where(few, 1.0, ratio.flatten(-2).nanmedian(dim=-1).values)
     q_med = torch.where(valid[..., None], src_kps, torch.full_like(src_kps, nan)).nanmedian(dim=-2).values
     p_med = torch.where(valid[..., None], pred_kps, torch.full_like(pred_kps, nan)).nanmedian(dim=-2).values
     lo = (src_box[..., :2] - q_med) * scale[..., None] + p_med
     hi = (src_box[..., 2:] - q_med) * scale[..., None] + p_med
     box = torch.cat([lo, hi], dim=-1)
-    few = valid.sum(-1) < 2
-    return torch.where(few[..., None], torch.full_like(box, nan), box).to(src_box.dtype)
+    none = ~valid.any(-1)
+    return torch.where(none[..., None], torch.full_like(box, nan), box).to(src_box.dtype)
 
 
 def pair_windows(
