@@ -37,7 +37,7 @@ class TestTrainTimeKBC:
     def test_train_p_one_crops_every_training_pair_around_its_keypoints(self, spair_tree):
         root, _ = spair_tree
         dm = SPair71kDataModule(root, input_size=64, num_workers=0, augment=False,
-                                kbc=KBCConfig(enabled=False, train_p=1.0, tau=1.0))
+                                kbc=KBCConfig(enabled=False, train_p=1.0, zoom_px=None, tau=1.0))
         dm.setup("fit")
         item = dm.datasets["train"][0]
         full = torch.tensor([0.0, 0.0, *item["src_size"].flip(0).tolist()])
