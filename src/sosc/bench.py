@@ -181,8 +181,9 @@ def source_conv_kind(kind: str | None, device: torch.device):
         cp4d.SOURCE_CONV.update(saved)
 
 
-#: Variant keys the harness reads itself instead of passing them to KBCNet.
-HARNESS_KEYS = ("cp4d",)
+#: Variant keys the harness reads itself instead of passing them to KBCNet: ``cp4d`` the source
+#: branch (:func:`source_conv_kind`), ``channels_last`` the variant's memory format (net and inputs).
+HARNESS_KEYS = ("cp4d", "channels_last")
 
 
 def load_cats(path: str | Path) -> torch.nn.Module:
@@ -255,12 +256,15 @@ def run(
     for vname, vargs in (variants or {"": {}}).items():
         vargs = dict(vargs)
         kind = vargs.pop("cp4d", None)
+        fmt = memory_format
+        if "channels_last" in vargs:
+            fmt = torch.channels_last if vargs.pop("channels_last") else torch.contiguous_format
         kwargs = {"backbone": backbone, "pretrained": False, "check_inputs": False, **(kbcnet_kwargs or {}), **vargs}
         torch.manual_seed(0)
-        net = KBCNet(**kwargs).to(dev).to(memory_format=memory_format)
+        net = KBCNet(**kwargs).to(dev).to(memory_format=fmt)
         infer = torch.compile(net) if compile else net
         optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4)
-        nets[vname] = (net, infer, optimizer, kind)
+        nets[vname] = (net, infer, optimizer, kind, fmt)
     cats_net = load_cats(cats).to(dev).eval() if cats else None
     rows: list[Row] = []
     for size in sizes:
@@ -274,13 +278,15 @@ def run(
                 notes: dict[str, str] = {}
                 if "backbone" in what:
                     fns["backbone"], notes["backbone"] = workload("backbone", floor_net, None, None, None, data, dev, precision)
-                for vname, (net, infer, optimizer, kind) in nets.items():
+                for vname, (net, infer, optimizer, kind, fmt) in nets.items():
+                    vdata = data if fmt == memory_format else (
+                        data[0].contiguous(memory_format=fmt), data[1].contiguous(memory_format=fmt), data[2], data[3])
                     for name in what:
                         if name == "backbone":
                             continue
                         label = f"{name}:{vname}" if vname else name
                         with source_conv_kind(kind, dev):
-                            fn, notes[label] = workload(name, floor_net, net, infer, optimizer, data, dev, precision)
+                            fn, notes[label] = workload(name, floor_net, net, infer, optimizer, vdata, dev, precision)
                         fns[label] = _with_kind(fn, kind, dev)
                 if cats_net is not None:
                     fns["cats"], notes["cats"] = _cats_workload(cats_net, src, trg, dev, precision), "CATs, random weights"

@@ -10,7 +10,10 @@ each input size:
   index cache, the first time with it (read, then written) and once it is written;
 - one worker's training items per second (``dataset[(index, epoch)]``, photometric augmentation
   and train-time KBC windows as ``configs/spair.yaml`` has them, 1 thread), for each way of
-  resampling a window (``resample="torch"``, the reference, and ``"pil"``), interleaved in rounds;
+  resampling a window (``resample="torch"``, the reference; ``"pil"``; ``"device"``, where the
+  worker only decodes), interleaved in rounds;
+- for ``"device"``, what the finishing step (:func:`sosc.data.dataset.finish_batch`: resampling
+  and augmentation) costs a pair when the "device" is this CPU (on a GPU it runs there);
 - the JPEG decoding alone (:func:`sosc.data.images.read_image` of the same files).
 
 The tree is data: it is never committed (write it outside the repository, or under the ignored
@@ -155,11 +158,13 @@ def setup_seconds(root: str | Path, cache_dir: str | Path) -> dict[str, dict]:
     return out
 
 
-def items_per_second(root: str | Path, sizes, items: int = 200, rounds: int = 3, seed: int = 0) -> list[dict]:
+def items_per_second(root: str | Path, sizes, items: int = 200, rounds: int = 3, seed: int = 0,
+                     index_cache: str | Path | bool = False) -> list[dict]:
     """One worker's training items/s (1 thread) per input size and resampling, interleaved rounds."""
     import torch
 
-    from sosc.data import SPair71kDataModule
+    from sosc.data import SPair71kDataModule, collate_pairs
+    from sosc.data.dataset import finish_batch
     from sosc.data.images import read_image
     from sosc.kbc import KBCConfig
 
@@ -167,13 +172,16 @@ def items_per_second(root: str | Path, sizes, items: int = 200, rounds: int = 3,
     rows = []
     for size in sizes:
         dm = SPair71kDataModule(root=root, input_size=size, download=False, kbc=KBCConfig(train_p=0.5),
-                                index_cache=False, max_pairs=None)
+                                index_cache=index_cache, max_pairs=None)
         dm.setup("fit")
         train = dm.datasets["train"]
         rng = random.Random(seed)
         keys = [(rng.randrange(len(train)), 0) for _ in range(items)]
         paths = [p for i, _ in keys[: items // 2] for p in (train.records[i].src_path, train.records[i].trg_path)]
-        modes = {"decode only (2 images)": None, "resample=torch": "torch", "resample=pil": "pil"}
+        modes = {"decode only (2 images)": None, "resample=torch": "torch", "resample=pil": "pil",
+                 "resample=device (worker)": "device", "device finish on this CPU": "finish"}
+        if torch.cuda.is_available():
+            modes["device finish on the GPU"] = "finish-cuda"
         times: dict[str, list[float]] = {m: [] for m in modes}
         for _ in range(rounds):
             for label, mode in modes.items():
@@ -182,6 +190,19 @@ def items_per_second(root: str | Path, sizes, items: int = 200, rounds: int = 3,
                     for p in paths:
                         read_image(p)
                     n = len(paths) // 2
+                elif mode.startswith("finish"):
+                    train.resample = "device"
+                    device = torch.device("cuda" if mode == "finish-cuda" else "cpu")
+                    batches = [_to(collate_pairs([train[k] for k in keys[i:i + 8]]), device)
+                               for i in range(0, min(len(keys), 64), 8)]
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    start = time.perf_counter()
+                    for batch in batches:
+                        finish_batch(batch)
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    n = sum(len(b["pair_id"]) for b in batches)
                 else:
                     train.resample = mode
                     for key in keys:
@@ -196,6 +217,21 @@ def items_per_second(root: str | Path, sizes, items: int = 200, rounds: int = 3,
     return rows
 
 
+def _to(batch: dict, device) -> dict:
+    """A collated batch with its tensors (and lists of tensors) on ``device``, as Lightning moves it."""
+    import torch
+
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            out[k] = v.to(device)
+        elif isinstance(v, list) and v and isinstance(v[0], torch.Tensor):
+            out[k] = [t.to(device) for t in v]
+        else:
+            out[k] = v
+    return out
+
+
 def main(tree: str | Path, sizes=(256, 512), items: int = 200, out: str | Path | None = None) -> dict:
     """Write the tree if needed, then measure set-up and items/s; JSON to ``out``."""
     start = time.perf_counter()
@@ -207,7 +243,7 @@ def main(tree: str | Path, sizes=(256, 512), items: int = 200, out: str | Path |
         "tree": str(base),
         "load_average_start": list(os.getloadavg()),
         "setup": setup_seconds(tree, cache_dir),
-        "items": items_per_second(tree, sizes, items),
+        "items": items_per_second(tree, sizes, items, index_cache=cache_dir),
         "load_average_end": list(os.getloadavg()),
     }
     if out:
