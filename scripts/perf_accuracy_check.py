@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from sosc.batch import original_keypoints, to_original
-from sosc.checkpoint import read_record, with_legacy_options
+from sosc.checkpoint import read_record
 from sosc.data import SyntheticDataModule
 from sosc.matchers import cp4d
 from sosc.matchers.kbcnet import KBCNet
@@ -33,7 +33,7 @@ from sosc.metrics import PCK
 
 def build(ckpt: dict, **overrides) -> KBCNet:
     record = read_record(ckpt)
-    args = dict(with_legacy_options(record.matcher)["init_args"])
+    args = dict(record.matcher["init_args"])
     args.update(pretrained=False, **overrides)
     net = KBCNet(**args)
     state = {k.removeprefix("matcher."): v for k, v in ckpt["state_dict"].items() if k.startswith("matcher.")}
@@ -69,16 +69,21 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=300)
     parser.add_argument("--pairs-512", type=int, default=100)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--only", nargs="*", type=int, default=None, help="run only these rows (0-based)")
     opts = parser.parse_args()
     torch.set_num_threads(1)
     ckpt = torch.load(opts.ckpt, map_location="cpu", weights_only=False)
     rows = []
-    for label, size, pairs, kwargs, kind in (
+    settings = (
         ("256 px, source branch conv3d (before)", 256, opts.pairs, {}, "conv3d"),
         ("256 px, source branch dilated-conv2d (now)", 256, opts.pairs, {}, "dilated-conv2d"),
+        ("256 px, the 512-px rows' pairs", 256, opts.pairs_512, {}, "dilated-conv2d"),
         ("512 px, max_cells=None: 32 x 32 grid (before)", 512, opts.pairs_512, {"max_cells": None}, "dilated-conv2d"),
         ("512 px, max_cells=16: 16 x 16 grid (now)", 512, opts.pairs_512, {"max_cells": 16}, "dilated-conv2d"),
-    ):
+    )
+    for i, (label, size, pairs, kwargs, kind) in enumerate(settings):
+        if opts.only is not None and i not in opts.only:
+            continue
         result = score(build(ckpt, **kwargs), opts.root, size, pairs, kind)
         rows.append({"setting": label, "pairs": pairs, **result})
         print(f"{label:<48} pairs {pairs:>4}  " + "  ".join(f"{k} {100 * v:5.1f}" for k, v in result.items()

@@ -11,8 +11,9 @@ for each input size, batch size and precision (fp32, bf16 autocast):
   really ran pass 2 is measured and printed);
 - ``train``: one KBCNet training step (forward, loss, backward, AdamW step);
 - ``kbc-zoom``: KBCNet inside :class:`~sosc.kbc.KBCWrapper` with ``target="object-bbox"`` on a
-  batch whose every pair has a small source and target object, so that pass 2 runs on every
-  pair: the cost of KBC's extra pass is this row's seconds minus ``kbcnet``'s.
+  batch whose every pair has a small source and target object (52 input px at any size), so
+  that pass 2 runs on every pair: the cost of KBC's extra pass is this row's seconds minus
+  ``kbcnet``'s.
 
 Each figure is the median of ``--repeats`` timed runs after ``--warmup`` untimed ones, with
 device synchronisation; pairs/s = batch / median seconds. The measurements of one input size,
@@ -369,10 +370,11 @@ def workload(
         wrapper = KBCWrapper(infer, input_size=size, target="object-bbox")
         b = len(src)
         centre = size / 2
-        small = centre + (torch.rand(b, kps.shape[1], 2, generator=torch.Generator().manual_seed(1)) - 0.5) * 0.15 * size
+        # an object of 52 input px with its keypoints over 40 px, whatever the input size: under
+        # KBC's zoom target (96 input px), so every pair zooms
+        small = centre + (torch.rand(b, kps.shape[1], 2, generator=torch.Generator().manual_seed(1)) - 0.5) * 40.0
         small = small.to(dev)
-        box = torch.tensor([[centre - 0.1 * size, centre - 0.1 * size, centre + 0.1 * size, centre + 0.1 * size]] * b,
-                           device=dev)
+        box = torch.tensor([[centre - 26.0, centre - 26.0, centre + 26.0, centre + 26.0]] * b, device=dev)
         src_list, trg_list = list(src), list(trg)
         with torch.no_grad(), autocast(dev, precision):
             info = wrapper.forward_with_info(src_list, trg_list, small, valid, trg_bbox=box)

@@ -50,13 +50,6 @@ RECORD_FORMAT = 1
 RUNTIME_OPTIONS = frozenset({"pretrained", "check_inputs", "return_scores", "grad_checkpointing",
                              "freeze_backbone", "temperature", "kernel_sigma", "max_cells"})
 
-#: Options added to a matcher after checkpoints were written, with the value that makes such a
-#: checkpoint compute what it computed when it was written; :func:`load_module` adds them to a
-#: record that lacks them. (``KBCNet.max_cells``: before it, the volume was never pooled.)
-LEGACY_OPTIONS: dict[str, dict[str, Any]] = {
-    name: {"max_cells": None} for name in ("sosc.KBCNet", "sosc.matchers.KBCNet", "sosc.matchers.kbcnet.KBCNet")
-}
-
 
 @dataclass
 class CheckpointRecord:
@@ -188,19 +181,6 @@ def instantiate(config: Mapping[str, Any]) -> Any:
     return _class(str(config["class_path"]))(**args)
 
 
-def with_legacy_options(config: Mapping[str, Any]) -> dict[str, Any]:
-    """``config`` with the :data:`LEGACY_OPTIONS` of its class that its ``init_args`` lack.
-
-    >>> with_legacy_options({"class_path": "sosc.KBCNet", "init_args": {"stride": 16}})["init_args"]
-    {'stride': 16, 'max_cells': None}
-    """
-    config = copy.deepcopy(dict(config))
-    init_args = config.setdefault("init_args", {})
-    for key, value in LEGACY_OPTIONS.get(str(config.get("class_path")), {}).items():
-        init_args.setdefault(key, value)
-    return config
-
-
 def offline_matcher_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """``config`` with weights that would come from timm's hub or a file replaced by
     ``pretrained=False`` (the checkpoint holds every weight); packaged weights stay, since they
@@ -245,10 +225,9 @@ def load_module(
                 "whose matcher wraps a network object): also give the training config "
                 "(`sosc-match --config <config.yaml>`, `load_module(checkpoint, config=...)`)"
             )
-        recorded = with_legacy_options(record.matcher)
-        matcher = instantiate(offline_matcher_config(recorded))
+        matcher = instantiate(offline_matcher_config(record.matcher))
         module = CorrespondenceModule(matcher, input_size=record.input_size)
-        module.matcher_config = recorded
+        module.matcher_config = record.matcher
     if module.input_size is None and record.input_size is not None:
         module.input_size = tuple(record.input_size)
     check_state_dict(ckpt, module.state_dict(), module.matcher_config or record.matcher, path)

@@ -320,7 +320,7 @@ class TestCorrelationGrid:
     """``max_cells``: the 4D volume's grid is capped; up to the cap nothing changes, bit for bit."""
 
     def test_up_to_the_cap_the_output_is_bit_identical_to_the_uncapped_network(self):
-        capped, uncapped = make_net().eval(), make_net(max_cells=None).eval()
+        capped, uncapped = make_net(max_cells=16).eval(), make_net().eval()
         uncapped.load_state_dict(capped.state_dict())  # same weights, same names
         src, trg, kps, valid = inputs(b=2, n=7, size=(256, 256))
         with torch.no_grad():
@@ -343,10 +343,10 @@ class TestCorrelationGrid:
         with pytest.raises(ConfigError, match="max_cells"):
             make_net(max_cells=0)
 
-    def test_a_record_written_before_the_option_rebuilds_the_uncapped_network(self):
-        from sosc.checkpoint import instantiate, with_legacy_options
+    def test_a_record_without_the_option_rebuilds_the_uncapped_network(self):
+        from sosc.checkpoint import instantiate
 
         old = {"class_path": "sosc.KBCNet", "init_args": {"backbone": "tf_efficientnet_lite0", "stride": 16}}
-        assert instantiate(with_legacy_options(old)).max_cells is None
+        assert instantiate(old).max_cells is None
         new = {"class_path": "sosc.KBCNet", "init_args": {"backbone": "tf_efficientnet_lite0", "max_cells": 16}}
-        assert instantiate(with_legacy_options(new)).max_cells == 16
+        assert instantiate(new).max_cells == 16

@@ -70,10 +70,11 @@ class KBCNet(Matcher):
     each keypoint), ``scores`` ``(B, h_s, w_s, h_t, w_t)`` if ``return_scores``.
 
     The correlation grid is the working stride's grid, pooled to at most ``max_cells`` cells
-    per side (default 16, CATs' grid): up to 256 px at stride 16 it *is* the working grid (the
-    computation is unchanged, bit for bit); at 512 px the 32 x 32 working grid is area-pooled
-    to 16 x 16, so the 4D volume has 16^4 cells instead of 32^4, and the stride-8 keypoint
-    refinement does the fine work (``docs/PERF_NOTES.md``, entry 6).
+    per side when that is given (``max_cells=16``: CATs' grid, what ``configs/spair.yaml`` uses):
+    up to 256 px at stride 16 it *is* the working grid (the computation is unchanged, bit for
+    bit); at 512 px the 32 x 32 working grid is area-pooled to 16 x 16, so the 4D volume has 16^4
+    cells instead of 32^4 (2.6x the pairs/s of the uncapped network on the dev CPU), and the
+    stride-8 keypoint refinement does the fine work (``docs/PERF_NOTES.md``, entry 6).
 
     Keypoints: with ``refine`` (default) and working stride 16, each keypoint is re-located on
     the stride-8 target grid (:mod:`sosc.matchers.refine`: its row of the score volume,
@@ -99,11 +100,11 @@ class KBCNet(Matcher):
             ``"package"`` (offline packaged weights) or a weights file path; see
             :class:`~sosc.matchers.backbone.Backbone`.
         stride: working stride, 16 (default) or 8.
-        max_cells: the most cells per side of the correlation grid (default 16); a larger working
-            grid is area-pooled to it, keeping its aspect ratio (side ``round(n * max_cells /
-            max(h, w))``). ``None``: the working grid at every size (the volume grows as
-            ``(S / stride)^4``: what checkpoints written before this option computed at inputs
-            over 256 px; :mod:`sosc.checkpoint` rebuilds them so).
+        max_cells: the most cells per side of the correlation grid; a larger working grid is
+            area-pooled to it, keeping its aspect ratio (side ``round(n * max_cells / max(h, w))``).
+            ``None`` (default): the working grid at every size, whose volume grows as
+            ``(S / stride)^4`` (what every checkpoint before this option computed). A model
+            trained with one setting is best run with it: the cells' size in pixels changes.
         channels: CSFA width ``C`` (default 128), divisible by ``heads`` and 4.
         heads: attention heads (default 4).
         csfa_layers: cross-attention layers (default 1).
@@ -138,7 +139,7 @@ class KBCNet(Matcher):
         backbone: str = "resnet101",
         pretrained: bool | str = False,
         stride: int = 16,
-        max_cells: int | None = 16,
+        max_cells: int | None = None,
         channels: int = 128,
         heads: int = 4,
         csfa_layers: int = 1,
