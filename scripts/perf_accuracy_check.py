@@ -6,9 +6,10 @@ setting, in one process, 1 thread:
 
 - at 256 px, the center-pivot source branch as ``conv3d`` (before) and ``dilated-conv2d`` (now):
   the same sums in another order, so the PCK should not move;
-- at 512 px, the correlation grid uncapped (``max_cells=None``, 32 x 32, before) and capped
-  (``max_cells=16``, now). The checkpoint was trained at 256 px, so this is a proxy for what
-  the cap does at 512 px, not a measurement of a 512-px model.
+- at 512 px, the correlation grid uncapped (``max_cells=None``, 32 x 32, the class default) and
+  capped (``max_cells=16``, ``configs/spair.yaml``), with 256 px on the same pairs beside them.
+  The checkpoint was trained at 256 px, so this is a proxy for what the cap does at 512 px, not
+  a measurement of a model trained at 512 px.
 
     PYTHONPATH=src python scripts/perf_accuracy_check.py --ckpt logs/synthetic/checkpoints/last.ckpt \\
         --root data/synthetic --pairs 300 --out results/perf_accuracy.json
@@ -78,8 +79,8 @@ def main() -> None:
         ("256 px, source branch conv3d (before)", 256, opts.pairs, {}, "conv3d"),
         ("256 px, source branch dilated-conv2d (now)", 256, opts.pairs, {}, "dilated-conv2d"),
         ("256 px, the 512-px rows' pairs", 256, opts.pairs_512, {}, "dilated-conv2d"),
-        ("512 px, max_cells=None: 32 x 32 grid (before)", 512, opts.pairs_512, {"max_cells": None}, "dilated-conv2d"),
-        ("512 px, max_cells=16: 16 x 16 grid (now)", 512, opts.pairs_512, {"max_cells": 16}, "dilated-conv2d"),
+        ("512 px, max_cells=None: 32 x 32 grid (the class default)", 512, opts.pairs_512, {"max_cells": None}, "dilated-conv2d"),
+        ("512 px, max_cells=16: 16 x 16 grid (configs/spair.yaml)", 512, opts.pairs_512, {"max_cells": 16}, "dilated-conv2d"),
     )
     for i, (label, size, pairs, kwargs, kind) in enumerate(settings):
         if opts.only is not None and i not in opts.only:

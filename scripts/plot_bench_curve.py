@@ -21,9 +21,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 LABELS = {
     "backbone": "floor: ResNet-101 features, both images",
     "kbcnet": "KBCNet inference",
-    "kbc-extra": "KBC's extra pass (kbc-zoom - kbcnet)",
+    "kbc-zoom": "KBCNet + KBC, pass 2 on every pair",
+    "kbc-extra": "KBC's extra pass alone (kbc-zoom - kbcnet)",
     "train": "KBCNet training step",
 }
+COLOURS = {"backbone": "tab:blue", "kbcnet": "tab:orange", "kbc-zoom": "tab:red", "kbc-extra": "tab:purple",
+           "train": "tab:green"}
 
 
 def load_rows(paths: list[Path]) -> tuple[list[dict], list[dict]]:
@@ -45,7 +48,7 @@ def main() -> None:
     by = {(r["what"], r["size"]): r for r in rows}
     sizes = sorted({r["size"] for r in rows})
     series: dict[str, dict[str, list]] = {}
-    for what in ("backbone", "kbcnet", "train"):
+    for what in ("backbone", "kbcnet", "kbc-zoom", "train"):
         pts = [(s, by[(what, s)]) for s in sizes if (what, s) in by]
         series[what] = {"size": [s for s, _ in pts], "pairs": [r["pairs_per_s"] for _, r in pts],
                         "ratio": [r["ratio_to_floor"] for _, r in pts], "mem": [r["peak_mem_mib"] for _, r in pts]}
@@ -58,20 +61,23 @@ def main() -> None:
     for what, data in series.items():
         if not data["size"]:
             continue
-        ax1.plot(data["size"], data["pairs"], "o-", label=LABELS[what])
+        style = dict(color=COLOURS[what], label=LABELS[what])
+        ax1.plot(data["size"], data["pairs"], "o-", **style)
         if what != "kbc-extra":
-            ax3.plot(data["size"], [m if m is not None else float("nan") for m in data["mem"]], "o-", label=LABELS[what])
+            ax3.plot(data["size"], [m if m is not None else float("nan") for m in data["mem"]], "o-", **style)
         if data["ratio"] and what != "backbone":
-            ax2.plot(data["size"], data["ratio"], "o-", label=LABELS[what])
-    ax1.set(xlabel="input side (px)", ylabel="pairs/s", yscale="log", title="throughput")
+            ax2.plot(data["size"], data["ratio"], "o-", **style)
+    ax1.set(xlabel="input side (px)", ylabel="pairs/s", yscale="log",
+            title="throughput (each size its own run: compare within a size)")
     ax2.set(xlabel="input side (px)", ylabel="x floor (same rounds)", title="ratio to the floor")
     ax2.axhline(1.0, color="grey", lw=0.8)
-    ax3.set(xlabel="input side (px)", ylabel="MiB", title="peak memory of one call")
+    ax3.set(xlabel="input side (px)", ylabel="MiB", title="peak memory of one call (CPU: resident-set growth)")
     for ax in (ax1, ax2, ax3):
         ax.set_xticks(sizes)
         ax.grid(alpha=0.3)
     ax1.legend(fontsize=8)
     ax2.legend(fontsize=8)
+    ax3.legend(fontsize=8)
     loads = ", ".join(f"{m['load'][0]:.1f}" for m in meta if m.get("load"))
     fig.suptitle(opts.title or f"{meta[0]['device']}; load average at the end of each run: {loads}", fontsize=10)
     fig.tight_layout()
