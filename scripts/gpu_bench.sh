@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The prepared GPU measurement of issue 6, as one command for a lent GPU machine.
+# The prepared GPU measurements of issues 6 and 15, as one command for a lent GPU machine.
 #
 #   bash scripts/gpu_bench.sh            # writes $OUT (default .bench/gpu) : *.json, *.log, gpu.txt
 #
@@ -35,6 +35,19 @@ measure() {  # name, then sosc.bench arguments
 }
 
 # In order of importance, so that a cut-short run still answers the main questions.
+# Issue 15's levers, interleaved in one process: the capped 16 x 16 correlation grid
+# (max_cells=16, configs/spair.yaml) against the uncapped one (the class default), and each center-pivot source branch on the GPU
+# (conv3d, the GPU default, against the dilated conv2d the CPU uses). CATS=<checkout> adds CATs.
+CATS_ARG=${CATS:+--cats $CATS}
+measure levers512 --sizes 512 --batches 8 --what backbone kbcnet $CATS_ARG \
+    --variant legacy max_cells=None cp4d=conv3d --variant capped max_cells=16 cp4d=conv3d --variant capped-dilated max_cells=16 cp4d=dilated-conv2d
+measure levers256 --sizes 256 --batches 32 --what backbone kbcnet $CATS_ARG \
+    --variant legacy max_cells=None cp4d=conv3d --variant capped max_cells=16 cp4d=conv3d --variant capped-dilated max_cells=16 cp4d=dilated-conv2d
+# Issue 15's cost curve: pairs/s and peak memory against input size, inference, KBC's extra pass, training.
+LIMIT=$((LIMIT * 2)) measure curve --sizes 256 384 512 640 --batches 8 --what backbone kbcnet kbc-zoom train --kbcnet max_cells=16
+# Issue 15's data pipeline on a full-size SPair-71k tree written here (about 80 s the first time):
+# workers' pairs/s per way of resampling, and the device's finishing step on the GPU.
+LIMIT=$((LIMIT * 4)) measure data --data-tree "${DATA_TREE:-/tmp/sosc_spair_tree}" --sizes 256 512 --data-items 200
 # Inference against the floor: 256 px at batch 32, 512 px at batch 8 (issue 6's settings).
 measure infer256 --sizes 256 --batches 32 --what backbone kbcnet kbcnet+kbc
 measure infer512 --sizes 512 --batches 8 --what backbone kbcnet kbcnet+kbc

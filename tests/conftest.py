@@ -7,6 +7,8 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# the data modules' split-index cache (sosc.data.index_cache) goes to a folder of this run, never ~/.cache
+os.environ["SOSC_CACHE_DIR"] = __import__("tempfile").mkdtemp(prefix="sosc-test-index-")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -101,3 +101,48 @@ def test_the_kbc_row_fails_when_pass_2_does_not_run(monkeypatch, tmp_path):
     with pytest.raises(RuntimeError, match="pass 2 ran on 0 of 2 pairs, but 1 were made to zoom"):
         main(["--backbone", "resnet18", "--sizes", "64", "--batches", "2", "--warmup", "0", "--repeats", "1",
               "--device", "cpu", "--what", "kbcnet+kbc", "--out", str(tmp_path / "b.json")])
+    with pytest.raises(RuntimeError, match="kbc-zoom at 64 px: pass 2 ran on 0 of 2 pairs"):
+        main(["--backbone", "resnet18", "--sizes", "64", "--batches", "2", "--warmup", "0", "--repeats", "1",
+              "--device", "cpu", "--what", "kbc-zoom", "--out", str(tmp_path / "z.json")])
+
+
+def test_variants_run_in_the_same_rounds_and_each_is_named(tmp_path):
+    out = tmp_path / "bench.json"
+    # 128 px: the kbc-zoom pair's 52-px object is under KBC's zoom target, so pass 2 runs
+    rows = main(["--backbone", "resnet18", "--sizes", "128", "--batches", "1", "--warmup", "0", "--repeats", "1",
+                 "--device", "cpu", "--threads", "1", "--what", "backbone", "kbcnet", "kbc-zoom", "--out", str(out),
+                 "--variant", "capped", "max_cells=2", "--variant", "legacy", "max_cells=None", "cp4d=conv3d",
+                 "channels_last=False"])
+    assert [r.what for r in rows] == ["backbone", "kbcnet:capped", "kbc-zoom:capped", "kbcnet:legacy", "kbc-zoom:legacy"]
+    assert rows[2].note == "pass 2 on 1/1 pairs"
+    data = json.loads(out.read_text())
+    assert data["threads"] == 1 and data["settings"]["variants"]["legacy"] == {"max_cells": None, "cp4d": "conv3d",
+                                                                             "channels_last": False}
+    from sosc.matchers import cp4d
+
+    assert cp4d.SOURCE_CONV == {"cpu": "dilated-conv2d"}  # restored after the legacy variant
+
+
+def test_a_variant_needs_a_name():
+    import pytest
+
+    from sosc.bench import parse_variants
+
+    with pytest.raises(SystemExit, match="name first"):
+        parse_variants([["max_cells=2"]])
+    with pytest.raises(SystemExit, match="twice"):
+        parse_variants([["a"], ["a", "refine=False"]])
+
+
+def test_the_data_benchmark_tree_is_read_by_the_spair_reader(tmp_path):
+    from sosc.data import read_spair
+    from sosc.data_bench import write_spair_tree
+
+    counts = {"trn": 12, "val": 3, "test": 4}
+    base = write_spair_tree(tmp_path, images=36, counts=counts)
+    stamp = (base / "Layout" / "large" / "trn.txt").stat().st_mtime_ns
+    assert write_spair_tree(tmp_path, images=36, counts=counts) == base  # complete: left as it is
+    assert (base / "Layout" / "large" / "trn.txt").stat().st_mtime_ns == stamp
+    records, report = read_spair(tmp_path, "train")
+    assert len(records) == 12 and not report
+    assert all(3 <= r.num_kps <= 20 for r in records)

@@ -48,7 +48,7 @@ RECORD_FORMAT = 1
 #: Matcher options that change neither the weights' names nor their shapes, and so never
 #: explain a checkpoint that does not fit.
 RUNTIME_OPTIONS = frozenset({"pretrained", "check_inputs", "return_scores", "grad_checkpointing",
-                             "freeze_backbone", "temperature", "kernel_sigma"})
+                             "freeze_backbone", "temperature", "kernel_sigma", "max_cells"})
 
 
 @dataclass

@@ -40,6 +40,7 @@ from sosc.checkpoint import (
     matcher_config_of,
 )
 from sosc.data.datamodule import PairDataModule
+from sosc.data.dataset import finish_batch
 from sosc.data.records import DIFFICULTY_FLAGS, SIZE_CLASSES
 from sosc.errors import ConfigError
 from sosc.geometry import Size, as_size
@@ -237,6 +238,11 @@ class CorrespondenceModule(L.LightningModule):
             pred_orig, original_keypoints(batch, "trg"), batch["valid"], batch["pck_bound"], category, groups,
             ids=batch.get("index"),
         )
+
+    def on_after_batch_transfer(self, batch: PairBatch, dataloader_idx: int) -> PairBatch:
+        """Finish a batch whose windows are resampled on the device (``resample="device"``:
+        :func:`sosc.data.dataset.finish_batch`); other batches pass unchanged."""
+        return finish_batch(batch) if isinstance(batch, dict) else batch
 
     # -- Lightning steps -----------------------------------------------------------------------
     def training_step(self, batch: PairBatch, batch_idx: int) -> torch.Tensor:

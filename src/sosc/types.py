@@ -35,6 +35,12 @@ class PairItem(TypedDict, total=False):
       ``large`` or ``unknown``).
     - Evaluation splits add ``src_orig``, ``trg_orig``: ``(3, H, W)`` original images, so that
       KBC can crop at full resolution.
+    - A ``resample="device"`` dataset (:mod:`sosc.data.dataset`) has no ``src_img``/``trg_img``
+      yet: it carries ``src_raw``, ``trg_raw`` ``(3, H, W)`` ``uint8`` decoded originals (mirrored
+      if the record says so), ``resample_size`` ``(2,)`` the input ``(S_h, S_w)``, and when it
+      augments ``augment`` ``(2, 7)`` the drawn photometric factors (source, target) and
+      ``augment_seed`` ``(2,)`` int64 their noise seeds; :func:`sosc.data.dataset.finish_batch`
+      turns a batch of them into ``src_img``/``trg_img`` and removes these keys.
     """
 
     src_img: torch.Tensor
@@ -60,13 +66,19 @@ class PairItem(TypedDict, total=False):
     size_class: str
     src_orig: torch.Tensor
     trg_orig: torch.Tensor
+    src_raw: torch.Tensor
+    trg_raw: torch.Tensor
+    resample_size: torch.Tensor
+    augment: torch.Tensor
+    augment_seed: torch.Tensor
 
 
 class PairBatch(TypedDict, total=False):
     """``B`` items stacked by :func:`sosc.data.dataset.collate_pairs`: the keys of
     :class:`PairItem` with a leading ``B`` (``(B, 3, S_h, S_w)``, ``(B, N, 2)``, ``(B, N)``,
     ``(B, 4)``, ``(B, 2)``, ``(B,)``); strings become lists of ``B`` strings; ``src_orig`` and
-    ``trg_orig`` stay lists of ``B`` tensors ``(3, H_i, W_i)`` (their sizes differ)."""
+    ``trg_orig`` (and ``src_raw``, ``trg_raw``) stay lists of ``B`` tensors ``(3, H_i, W_i)``
+    (their sizes differ)."""
 
     src_img: torch.Tensor
     trg_img: torch.Tensor
@@ -91,3 +103,8 @@ class PairBatch(TypedDict, total=False):
     size_class: list[str]
     src_orig: list[torch.Tensor]
     trg_orig: list[torch.Tensor]
+    src_raw: list[torch.Tensor]
+    trg_raw: list[torch.Tensor]
+    resample_size: torch.Tensor
+    augment: torch.Tensor
+    augment_seed: torch.Tensor

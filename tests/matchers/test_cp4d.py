@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from sosc.errors import ConfigError, ShapeError
+from sosc.matchers import cp4d
 from sosc.matchers.cp4d import (
     CenterPivotConv4d,
     Conv4d,
@@ -174,3 +175,41 @@ class TestLayoutHelpers:
         x = torch.randn(1, 2, 3, 3, 7, 6)
         out = center_pivot_conv4d(x, torch.randn(1, 2, 3, 3), torch.randn(1, 2, 3, 3), stride=2)
         assert subsample_target(x, 3, 2).shape[-2:] == out.shape[-2:] == (4, 3)
+
+
+class TestSourceConv:
+    """The source branch's two implementations (dilated 2D, 3D with a (k, k, 1) kernel) agree."""
+
+    @pytest.mark.parametrize("kernel_size,padding", [(3, 1), (3, 0), (5, 2)])
+    @pytest.mark.parametrize("batch", [1, 2])
+    def test_both_kinds_give_the_same_sums_and_gradients(self, kernel_size, padding, batch):
+        torch.manual_seed(0)
+        x = to_channels_last_4d(torch.randn(batch, 3, 6, 5, 4, 7))
+        w, bias = torch.randn(4, 3, kernel_size, kernel_size), torch.randn(4)
+        outs, grads = [], []
+        for kind in cp4d.SOURCE_CONV_KINDS:
+            xg, wg = x.detach().clone().requires_grad_(True), w.detach().clone().requires_grad_(True)
+            y = cp4d.source_conv(xg, wg, bias, padding, kind)
+            assert is_channels_last_4d(y) or kind == "conv3d"  # a batch of 1 gives conv3d's NCDHW
+            y.square().sum().backward()
+            outs.append(y.detach())
+            grads.append((xg.grad, wg.grad))
+        assert outs[0].shape == outs[1].shape == (batch, 4, 6 + 2 * padding - kernel_size + 1,
+                                                  5 + 2 * padding - kernel_size + 1, 4, 7)
+        assert torch.allclose(outs[0], outs[1], atol=1e-5)
+        for a, b in zip(*grads):
+            assert torch.allclose(a, b, atol=1e-4)
+
+    def test_the_kind_is_chosen_per_device_and_an_unknown_one_is_named(self, monkeypatch):
+        x = torch.randn(1, 2, 3, 3, 3, 3)
+        w = torch.randn(2, 2, 3, 3)
+        calls = []
+        real = F.conv3d
+        monkeypatch.setattr(cp4d.F, "conv3d", lambda *a, **k: calls.append(1) or real(*a, **k))
+        center_pivot_conv4d(x, w, w)
+        assert calls == [] and cp4d.SOURCE_CONV["cpu"] == "dilated-conv2d"
+        monkeypatch.setitem(cp4d.SOURCE_CONV, "cpu", "conv3d")
+        center_pivot_conv4d(x, w, w)
+        assert calls == [1]
+        with pytest.raises(ConfigError, match="dilated-conv2d"):
+            cp4d.source_conv(x, w, None, 1, "winograd")

@@ -314,3 +314,39 @@ def test_overfits_eight_photo_pairs():
     after = pck()
     assert after >= 0.95, (before, after, losses[::10])
     assert losses[-1] < 0.5 * losses[0]
+
+
+class TestCorrelationGrid:
+    """``max_cells``: the 4D volume's grid is capped; up to the cap nothing changes, bit for bit."""
+
+    def test_up_to_the_cap_the_output_is_bit_identical_to_the_uncapped_network(self):
+        capped, uncapped = make_net(max_cells=16).eval(), make_net().eval()
+        uncapped.load_state_dict(capped.state_dict())  # same weights, same names
+        src, trg, kps, valid = inputs(b=2, n=7, size=(256, 256))
+        with torch.no_grad():
+            a, b = capped(src, trg, kps, valid), uncapped(src, trg, kps, valid)
+        assert a.flow.shape == (2, 2, 16, 16)
+        for name in ("kps", "flow", "confidence"):
+            assert torch.equal(getattr(a, name), getattr(b, name)), name
+
+    def test_a_larger_grid_is_pooled_to_the_cap_keeping_the_aspect_ratio(self):
+        net = make_net(max_cells=4, return_scores=True).eval()
+        src, trg, kps, valid = inputs(b=1, n=3, size=(128, 96))  # working grid 8 x 6 -> 4 x 3
+        with torch.no_grad():
+            out = net(src, trg, kps, valid)
+        assert out.flow.shape == (1, 2, 4, 3) and out.scores.shape == (1, 4, 3, 4, 3)
+        assert torch.isfinite(out.kps).all()
+        assert (out.kps[..., 0] <= 96).all() and (out.kps[..., 1] <= 128).all()
+
+    def test_old_weights_load_and_the_option_is_checked(self):
+        make_net(max_cells=8).load_state_dict(make_net(max_cells=None).state_dict(), strict=True)
+        with pytest.raises(ConfigError, match="max_cells"):
+            make_net(max_cells=0)
+
+    def test_a_record_without_the_option_rebuilds_the_uncapped_network(self):
+        from sosc.checkpoint import instantiate
+
+        old = {"class_path": "sosc.KBCNet", "init_args": {"backbone": "tf_efficientnet_lite0", "stride": 16}}
+        assert instantiate(old).max_cells is None
+        new = {"class_path": "sosc.KBCNet", "init_args": {"backbone": "tf_efficientnet_lite0", "max_cells": 16}}
+        assert instantiate(new).max_cells == 16

@@ -1,7 +1,7 @@
 """Benchmarks as LightningDataModules, all producing :class:`sosc.types.PairItem` batches."""
 
 from sosc.data.datamodule import PairDataModule, TrainSampler
-from sosc.data.dataset import PairDataset, collate_pairs
+from sosc.data.dataset import PairDataset, collate_pairs, finish_batch
 from sosc.data.download import ArchiveSpec, DownloadError, ensure_benchmark, extract, fetch
 from sosc.data.pfpascal import PFPASCAL_CATEGORIES, PFPascalDataModule, read_pfpascal
 from sosc.data.pfwillow import PFWILLOW_CATEGORIES, PFWillowDataModule, read_pfwillow
@@ -30,6 +30,7 @@ __all__ = [
     "ensure_benchmark",
     "extract",
     "fetch",
+    "finish_batch",
     "pck_bound",
     "read_pfpascal",
     "read_pfwillow",

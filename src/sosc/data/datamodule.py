@@ -21,8 +21,10 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from sosc.data import index_cache as _index_cache
 from sosc.data.augment import Photometric
 from sosc.data.dataset import (
+    RESAMPLE,
     PairDataset,
     WindowFn,
     collate_pairs,
@@ -119,6 +121,17 @@ class PairDataModule(L.LightningDataModule):
             (a truncated file passes the header checks and would only fail when drawn); with
             ``strict`` a file that does not decode is an error naming it, else its pairs are
             skipped and reported. Costs a few ms per image.
+        index_cache: keep each split's validated index (records and skip report) in a cache,
+            keyed on the size and modification time of every file its reader reads, so that a
+            later set-up of an unchanged tree reads one file (:mod:`sosc.data.index_cache`):
+            ``True`` (default) ``$SOSC_CACHE_DIR`` or ``~/.cache/sosc/index``, a folder, or
+            ``False``. Benchmarks whose reader does not list its files (:meth:`index_files`) are
+            read every time.
+        resample: where training windows are resampled (:data:`sosc.data.dataset.RESAMPLE`):
+            ``"auto"`` (default) on the device when the trainer runs on an accelerator (the
+            workers only decode; the module finishes each batch, :func:`~sosc.data.dataset.finish_batch`),
+            else ``"torch"`` in the workers; or ``"torch"``, ``"pil"``, ``"device"``.
+            Evaluation splits always resample in the workers with ``"torch"``.
     """
 
     #: Human-readable benchmark name used in messages.
@@ -149,6 +162,8 @@ class PairDataModule(L.LightningDataModule):
         sha256: str | None = None,
         train_seed: int | None = None,
         verify_images: bool = False,
+        index_cache: bool | str | Path = True,
+        resample: str = "auto",
     ) -> None:
         super().__init__()
         self.root = Path(root).expanduser()
@@ -166,6 +181,10 @@ class PairDataModule(L.LightningDataModule):
         self.sha256 = sha256
         self.train_seed = train_seed
         self.verify_images = verify_images
+        if resample != "auto" and resample not in RESAMPLE:
+            raise ValueError(f"resample must be 'auto' or one of {RESAMPLE}, got {resample!r}")
+        self.index_cache = index_cache
+        self.resample = resample
         self.datasets: dict[str, PairDataset] = {}
         self.skipped: dict[str, SkipReport] = {}
         #: ``{"seed", "epoch", "batches"}`` from a checkpoint (:meth:`load_state_dict`), else None.
@@ -176,6 +195,12 @@ class PairDataModule(L.LightningDataModule):
         """Read ``split`` (``train``, ``val`` or ``test``) into records, and a report of what was
         left out whose ``split_file`` names the file read (an empty split's error names it)."""
         raise NotImplementedError
+
+    def index_files(self, split: str) -> tuple[list[Path], list[Path]] | None:
+        """``(files, folders)``: every file :meth:`read_split` and the checks of ``split`` read (files,
+        and folders whose every file counts), for the index cache's signature; None (the
+        default): this benchmark's index is not cached."""
+        return None
 
     def find_root(self, root: Path) -> Path:
         """The benchmark's tree under ``root``; raises :class:`DatasetError` naming the paths
@@ -242,9 +267,7 @@ class PairDataModule(L.LightningDataModule):
                 the split, its file, what was skipped and what to do.
         """
         name = self.predict_split if split == "predict" else split
-        records, report = self.read_split(name)
-        records, invalid = validate_records(records, strict=self.strict)
-        report = report.merge(invalid)
+        records, report = self.indexed_split(name)
         if not records:
             raise empty_split_error(self.name, name, report, self.extra_help())
         if self.max_pairs is not None:
@@ -258,6 +281,38 @@ class PairDataModule(L.LightningDataModule):
         warn_skips(self.name, name, report)
         return records
 
+    def indexed_split(self, split: str) -> tuple[list[PairRecord], SkipReport]:
+        """:meth:`read_split` then :func:`~sosc.data.dataset.validate_records`, through the index
+        cache when it is on and the benchmark lists its files (see ``index_cache``)."""
+        folder = _index_cache.cache_dir(self.index_cache)
+        listed = self.index_files(split) if folder is not None else None
+        if listed is None:
+            records, report = self.read_split(split)
+            records, invalid = validate_records(records, strict=self.strict)
+            return records, report.merge(invalid)
+        key = {"name": type(self).__name__, "split": split, "root": str(Path(self.root).resolve()),
+               "strict": self.strict, "categories": list(self.categories or []),
+               "format": _index_cache.FORMAT}
+        path = _index_cache.cache_file(folder, key)
+        signature = _index_cache.files_signature(*listed)
+        cached = _index_cache.load(path, key, signature)
+        if cached is not None:
+            return cached
+        records, report = self.read_split(split)
+        records, invalid = validate_records(records, strict=self.strict)
+        report = report.merge(invalid)
+        _index_cache.store(path, key, signature, (records, report))
+        return records, report
+
+    def training_resample(self) -> str:
+        """Where the training split resamples its windows: ``resample``, with ``"auto"`` resolved by
+        the trainer's device (an accelerator: ``"device"``; the CPU or no trainer: ``"torch"``)."""
+        if self.resample != "auto":
+            return self.resample
+        trainer = self.trainer
+        device = getattr(getattr(trainer, "strategy", None), "root_device", None) if trainer is not None else None
+        return "device" if device is not None and device.type != "cpu" else "torch"
+
     def setup(self, stage: str | None = None) -> None:
         wanted = STAGE_SPLITS.get(stage or "fit", ("train", "val", "test"))
         loaded = {split: self.records(split) for split in wanted if split not in self.datasets}
@@ -270,6 +325,7 @@ class PairDataModule(L.LightningDataModule):
                 keep_original=not train,
                 augment=Photometric() if (train and self.augment) else None,
                 window_fn=self.train_window_fn() if train else None,
+                resample=self.training_resample() if train else "torch",
             )
 
     # -- resuming ------------------------------------------------------------------------

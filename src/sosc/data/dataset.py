@@ -9,6 +9,18 @@ An item's random draws (train-time KBC windows, photometric augmentation) come f
 generator seeded by :func:`item_seed` ``(seed, epoch, index)`` only: the training sampler
 (:class:`sosc.data.datamodule.TrainSampler`) hands the dataset ``(index, epoch)`` keys, so
 the same epoch redraws the same augmentation in any process, worker or resumed run.
+
+Where the windows are resampled (:attr:`PairDataset.resample`, :data:`RESAMPLE`):
+
+- ``"torch"`` (the reference): in the worker, :func:`sosc.geometry.resample_window` on the
+  decoded float image;
+- ``"pil"``: in the worker, by PIL on the 8-bit image (:func:`sosc.geometry.resample_window_8bit`,
+  within 1/255 of the reference wherever no shrink is involved);
+- ``"device"``: the worker only decodes; the item carries the decoded ``uint8`` images
+  (``src_raw``, ``trg_raw``) with their windows and, when augmenting, the drawn photometric
+  factors and noise seeds (``augment``, ``augment_seed``); :func:`finish_batch` (which
+  :class:`~sosc.module.CorrespondenceModule` calls in ``on_after_batch_transfer``) resamples
+  each window with :func:`~sosc.geometry.resample_window` and augments, on the batch's device.
 """
 
 from __future__ import annotations
@@ -24,7 +36,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, default_collate
 
-from sosc.data.images import image_size, read_image
+from sosc.data.augment import Photometric, apply_photometric_batch
+from sosc.data.images import image_size, read_image, read_image_8bit
 from sosc.data.records import (
     BOX_OUTSIDE,
     BOX_TOLERANCE,
@@ -45,8 +58,12 @@ from sosc.geometry import (
     points_box,
     points_to_window,
     resample_window,
+    resample_window_8bit,
 )
 from sosc.types import PairBatch, PairItem
+
+#: Where a dataset resamples its windows (see the module docstring).
+RESAMPLE = ("torch", "pil", "device")
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +184,9 @@ class PairDataset(Dataset):
         augment: photometric augmentation ``(image, generator) -> image`` (training only).
         window_fn: train-time window choice (KBC augmentation); ``None`` = full images.
         seed: the run's seed of per-item randomness (:func:`item_seed`).
+        resample: where windows are resampled: ``"torch"`` (default), ``"pil"`` or ``"device"``
+            (see the module docstring; ``"device"`` needs :func:`finish_batch` on each batch and
+            defers a :class:`~sosc.data.augment.Photometric` ``augment`` to it).
 
     ``dataset[index]`` or ``dataset[(index, epoch)]`` (the keys :class:`~sosc.data.datamodule.TrainSampler` yields):
     the item's random draws depend on ``(seed, epoch, index)`` alone (epoch 0 for a bare index).
@@ -182,6 +202,7 @@ class PairDataset(Dataset):
         augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
         window_fn: WindowFn | None = None,
         seed: int = 0,
+        resample: str = "torch",
     ) -> None:
         self.records = list(records)
         self.seed = int(seed)
@@ -193,6 +214,30 @@ class PairDataset(Dataset):
         self.keep_original = keep_original
         self.augment = augment
         self.window_fn = window_fn
+        self.resample = resample
+
+    @property
+    def resample(self) -> str:
+        return self._resample
+
+    @resample.setter
+    def resample(self, value: str) -> None:
+        if value not in RESAMPLE:
+            raise DatasetError(f"resample must be one of {RESAMPLE}, got {value!r}")
+        if value == "device" and self.augment is not None and not isinstance(self.augment, Photometric):
+            raise DatasetError("resample='device' defers the augmentation to the device: it must be a "
+                               f"sosc.data.augment.Photometric, got {type(self.augment).__name__}")
+        self._resample = value
+
+    def _read(self, path: Path):
+        """The decoded image: a float tensor (``"torch"``), or an 8-bit RGB PIL image where its
+        mode allows (``"pil"``, ``"device"``; else the float tensor)."""
+        return read_image(path) if self.resample == "torch" else read_image_8bit(path)
+
+    def _window_input(self, image, window: torch.Tensor) -> torch.Tensor:
+        if isinstance(image, torch.Tensor):
+            return resample_window(image, window, self.input_size)
+        return resample_window_8bit(image, window, self.input_size).float().div_(255.0)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -205,15 +250,14 @@ class PairDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> PairItem:
         index, epoch = (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (int(key), 0)
         rec = self.records[index]
-        src, trg = read_image(rec.src_path), read_image(rec.trg_path)
+        src, trg = self._read(rec.src_path), self._read(rec.trg_path)
+        src_hw, trg_hw = _hw(src), _hw(trg)
         src_kps, trg_kps = _as_tensor(rec.src_kps, (-1, 2)), _as_tensor(rec.trg_kps, (-1, 2))
         src_bbox, trg_bbox = _as_tensor(rec.src_bbox, (4,)), _as_tensor(rec.trg_bbox, (4,))
         if rec.flip:
-            src, trg = src.flip(-1), trg.flip(-1)
-            src_kps, trg_kps = mirror_points(src_kps, src.shape[-1]), mirror_points(trg_kps, trg.shape[-1])
-            src_bbox, trg_bbox = mirror_box(src_bbox, src.shape[-1]), mirror_box(trg_bbox, trg.shape[-1])
-        src_hw = (int(src.shape[-2]), int(src.shape[-1]))
-        trg_hw = (int(trg.shape[-2]), int(trg.shape[-1]))
+            src, trg = _mirror(src), _mirror(trg)
+            src_kps, trg_kps = mirror_points(src_kps, src_hw[1]), mirror_points(trg_kps, trg_hw[1])
+            src_bbox, trg_bbox = mirror_box(src_bbox, src_hw[1]), mirror_box(trg_bbox, trg_hw[1])
         n = rec.num_kps
         valid = torch.zeros(self.max_kps, dtype=torch.bool)
         valid[:n] = True
@@ -224,14 +268,22 @@ class PairDataset(Dataset):
             src_window, trg_window = self.window_fn(src_kps_t, trg_kps_t, valid, src_hw, trg_hw, generator)
         else:
             src_window, trg_window = full_window(*src_hw), full_window(*trg_hw)
-        src_in = resample_window(src, src_window, self.input_size)
-        trg_in = resample_window(trg, trg_window, self.input_size)
-        if self.augment is not None:
-            src_in, trg_in = self.augment(src_in, generator), self.augment(trg_in, generator)
+        images: dict = {}
+        if self.resample == "device":
+            images["src_raw"], images["trg_raw"] = _as_uint8(src), _as_uint8(trg)
+            images["resample_size"] = torch.tensor(self.input_size)
+            if self.augment is not None:
+                (fs, ss), (ft, st) = self.augment.deferred(generator), self.augment.deferred(generator)
+                images["augment"] = torch.stack([fs, ft])
+                images["augment_seed"] = torch.tensor([ss, st], dtype=torch.int64)
+        else:
+            src_in, trg_in = self._window_input(src, src_window), self._window_input(trg, trg_window)
+            if self.augment is not None:
+                src_in, trg_in = self.augment(src_in, generator), self.augment(trg_in, generator)
+            images["src_img"], images["trg_img"] = src_in, trg_in
 
         item: PairItem = {
-            "src_img": src_in,
-            "trg_img": trg_in,
+            **images,
             "src_kps": torch.where(valid[:, None], points_to_window(src_kps_t, src_window, self.input_size), 0.0),
             "trg_kps": torch.where(valid[:, None], points_to_window(trg_kps_t, trg_window, self.input_size), 0.0),
             "valid": valid,
@@ -253,12 +305,63 @@ class PairDataset(Dataset):
         for flag, value in rec.flags.items():
             item[flag] = int(value)
         if self.keep_original:
-            item["src_orig"], item["trg_orig"] = src, trg
+            item["src_orig"], item["trg_orig"] = _as_float(src), _as_float(trg)
         return item
 
 
+def _hw(image) -> tuple[int, int]:
+    """``(H, W)`` of a float tensor or a PIL image."""
+    if isinstance(image, torch.Tensor):
+        return int(image.shape[-2]), int(image.shape[-1])
+    return int(image.size[1]), int(image.size[0])
+
+
+def _mirror(image):
+    if isinstance(image, torch.Tensor):
+        return image.flip(-1)
+    return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+
+
+def _as_uint8(image) -> torch.Tensor:
+    """``(3, H, W)`` uint8 of a PIL RGB image; a float tensor (an image whose mode needs floats)
+    is rounded to 8 bits."""
+    if isinstance(image, torch.Tensor):
+        return (image * 255.0).round_().clamp_(0, 255).to(torch.uint8)
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).contiguous()
+
+
+def _as_float(image) -> torch.Tensor:
+    """``(3, H, W)`` float32 in ``[0, 1]``, as :func:`~sosc.data.images.read_image` gives it."""
+    if isinstance(image, torch.Tensor):
+        return image
+    return _as_uint8(image).float().div_(255.0)
+
+
+def finish_batch(batch: PairBatch) -> PairBatch:
+    """Finish a batch of a ``resample="device"`` dataset where it lives (its device): resample each
+    ``src_raw``/``trg_raw`` through its window with :func:`~sosc.geometry.resample_window` into
+    ``src_img``/``trg_img`` ``(B, 3, S_h, S_w)`` float in ``[0, 1]``, then apply the deferred
+    photometric augmentation (:func:`~sosc.data.augment.apply_photometric_batch`). The raw
+    images and the deferred keys are removed. Any other batch is returned as it is.
+    """
+    if "src_raw" not in batch:
+        return batch
+    size = tuple(int(v) for v in batch.pop("resample_size")[0].tolist())
+    for side in ("src", "trg"):
+        raw = batch.pop(f"{side}_raw")
+        windows = batch[f"{side}_window"]
+        batch[f"{side}_img"] = torch.stack([
+            resample_window(image.float().div_(255.0), window, size) for image, window in zip(raw, windows)
+        ])
+    if "augment" in batch:
+        factors, seeds = batch.pop("augment"), batch.pop("augment_seed")
+        batch["src_img"] = apply_photometric_batch(batch["src_img"], factors[:, 0], seeds[:, 0])
+        batch["trg_img"] = apply_photometric_batch(batch["trg_img"], factors[:, 1], seeds[:, 1])
+    return batch
+
+
 #: Keys whose per-item values differ in shape and stay lists in a batch.
-LIST_KEYS = ("src_orig", "trg_orig")
+LIST_KEYS = ("src_orig", "trg_orig", "src_raw", "trg_raw")
 
 
 def collate_pairs(items: Sequence[PairItem]) -> PairBatch:

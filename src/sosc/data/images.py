@@ -193,9 +193,19 @@ def read_image(
         truncated or damaged, a mode whose range is unknown).
     """
     path = Path(path)
+    bg = as_background(background)
+    im = _open_loaded(path, error, if_missing, if_unreadable, if_damaged, orientation)
+    with im:
+        return _to_tensor(im, path, bg, error)
+
+
+def _open_loaded(
+    path: Path, error: type[SoscError], if_missing: str, if_unreadable: str, if_damaged: str,
+    orientation: Orientation,
+) -> Image.Image:
+    """The decoded image at ``path`` (orientation applied or checked), or ``error`` naming the file."""
     if orientation not in ("apply", "stored"):
         raise SoscError(f"orientation must be 'apply' or 'stored', got {orientation!r}")
-    bg = as_background(background)
     try:
         im = Image.open(path)
     except FileNotFoundError as err:
@@ -204,16 +214,40 @@ def read_image(
         if _damaged_header(path):
             raise error(f"image {path} is truncated or damaged ({err}): {if_damaged}") from err
         raise error(f"image {path} cannot be read ({err}): {if_unreadable}") from err
+    try:
+        im.load()
+    except (OSError, SyntaxError, ValueError) as err:
+        im.close()
+        raise error(f"image {path} is truncated or damaged ({err}): {if_damaged}") from err
+    if orientation == "apply":
+        im = ImageOps.exif_transpose(im)
+    else:
+        _check_stored_orientation(im, path)
+    return im
+
+
+def read_image_8bit(
+    path: Path,
+    error: type[SoscError] = DatasetError,
+    *,
+    if_missing: str = "re-extract the dataset or fix the annotation",
+    if_unreadable: str = "the file is corrupt; re-download it",
+    if_damaged: str = "re-download or re-extract it",
+    orientation: Orientation = "stored",
+) -> Image.Image | torch.Tensor:
+    """The image at ``path`` as a decoded 8-bit ``RGB`` PIL image when its mode is plain 8-bit
+    colour (``RGB``, ``L``, ``P``, ``CMYK``, ``YCbCr`` without transparency: the values
+    :func:`read_image` gives are exactly its samples ``/ 255``); otherwise as :func:`read_image`'s
+    float tensor (16-bit, float, transparent images: their range or compositing needs floats).
+    Errors as :func:`read_image`. The fast data path resamples the PIL image itself
+    (:func:`sosc.geometry.resample_window_8bit`)."""
+    path = Path(path)
+    im = _open_loaded(path, error, if_missing, if_unreadable, if_damaged, orientation)
+    has_alpha = im.mode in ALPHA_MODES or (im.mode in ("P", "L", "RGB", "1") and "transparency" in im.info)
+    if im.mode in ("RGB", "L", "P", "CMYK", "YCbCr") and not has_alpha:
+        return im if im.mode == "RGB" else im.convert("RGB")
     with im:
-        try:
-            im.load()
-        except (OSError, SyntaxError, ValueError) as err:
-            raise error(f"image {path} is truncated or damaged ({err}): {if_damaged}") from err
-        if orientation == "apply":
-            im = ImageOps.exif_transpose(im)
-        else:
-            _check_stored_orientation(im, path)
-        return _to_tensor(im, path, bg, error)
+        return _to_tensor(im, path, as_background("white"), error)
 
 
 @lru_cache(maxsize=65536)

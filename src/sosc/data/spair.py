@@ -248,3 +248,14 @@ class SPair71kDataModule(PairDataModule):
 
     def read_split(self, split: str) -> tuple[list[PairRecord], SkipReport]:
         return read_spair(self.root, split, self.categories, missing_help=self.missing_help(), strict=self.strict)
+
+    def index_files(self, split: str) -> tuple[list[Path], list[Path]] | None:
+        """The split's layout file, its pair-annotation folder and the images (for the index cache)."""
+        if split not in SPAIR_SPLITS:
+            return None
+        try:
+            base = find_spair_root(self.root, self.missing_help())
+        except DatasetError:
+            return None
+        layout = base / "Layout" / "large" / f"{SPAIR_SPLITS[split]}.txt"
+        return [layout], [base / "PairAnnotation" / SPAIR_SPLITS[split], base / "JPEGImages"]

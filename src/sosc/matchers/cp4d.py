@@ -13,9 +13,17 @@ batch and one over the target dims with the source dims folded in: ``2 k^2`` ins
 
 Layout: every function here returns its volume **channels-last** (memory order
 ``(B, H_s, W_s, H_t, W_t, C)``, logical shape unchanged, see :func:`to_channels_last_4d`). In
-that order both folds are free views (the target-dims fold is an NHWC batch of 2D maps,
-the source-dims fold an NDHWC 3D map with ``H_t * W_t`` as its depth-like last dim), so a
-stack of layers copies the volume once, at its entry. Any input layout is accepted.
+that order both folds are free views (the target-dims fold is an NHWC batch of 2D maps; the
+source-dims fold is one NHWC map ``(B, C, H_s, W_s * H_t * W_t)`` on which the source kernel
+is a 2D convolution dilated by ``H_t * W_t`` along its width, or, equivalently, an NDHWC 3D
+map with a ``(k, k, 1)`` kernel), so a stack of layers copies the volume once, at its entry.
+Any input layout is accepted.
+
+The source branch's implementation is chosen per device (:data:`SOURCE_CONV`): on the CPU the
+dilated 2D convolution, which PyTorch always runs through oneDNN, where a batch of one sends
+the 3D convolution to its slow reference kernel (``docs/PERF_NOTES.md``, entry 6: 6-8x slower
+at batch 1); on other devices the 3D convolution, until a GPU measurement says otherwise.
+Both compute the same sums (equal to float rounding; tested).
 """
 
 from __future__ import annotations
@@ -92,6 +100,14 @@ def _taps(size: int, kernel_size: int, stride: int, padding: int) -> slice:
     return slice(start, start + stride * (n - 1) + 1, stride)
 
 
+#: Implementation of the source-dims branch per device type: ``"dilated-conv2d"`` or
+#: ``"conv3d"`` (see the module docstring; the benchmark harness measures both).
+SOURCE_CONV: dict[str, str] = {"cpu": "dilated-conv2d"}
+#: For device types :data:`SOURCE_CONV` does not name.
+SOURCE_CONV_DEFAULT = "conv3d"
+SOURCE_CONV_KINDS = ("dilated-conv2d", "conv3d")
+
+
 def _fold_source(x: torch.Tensor) -> torch.Tensor:
     """``(B, C, H_s, W_s, H_t, W_t)`` -> ``(B, C, H_s, W_s, H_t * W_t)`` NDHWC (a view if channels-last)."""
     b, c, hs, ws, ht, wt = x.shape
@@ -114,6 +130,29 @@ def _unfold_source(y: torch.Tensor, ht: int, wt: int) -> torch.Tensor:
     """Inverse of :func:`_fold_source` for an output ``(B, O, H_s, W_s, H_t * W_t)``."""
     b, o, hs, ws, _ = y.shape
     return y.permute(0, 2, 3, 4, 1).reshape(b, hs, ws, ht, wt, o).permute(*_CL_BACK)
+
+
+def source_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int,
+                kind: str | None = None) -> torch.Tensor:
+    """The source-dims branch: a ``k x k`` convolution over ``(H_s, W_s)`` at every target cell.
+
+    ``x`` ``(B, C, H_s, W_s, H_t, W_t)`` channels-last, ``weight`` ``(O, C, k, k)``, zero padding
+    ``padding`` on the source dims; returns ``(B, O, H_s', W_s', H_t, W_t)`` (channels-last from
+    the dilated 2D convolution; the 3D one's layout is PyTorch's choice).
+    ``kind``: ``"dilated-conv2d"`` or ``"conv3d"`` (default: :data:`SOURCE_CONV` for ``x``'s device).
+    """
+    kind = kind or SOURCE_CONV.get(x.device.type, SOURCE_CONV_DEFAULT)
+    b, c, hs, ws, ht, wt = x.shape
+    if kind == "conv3d":
+        y = F.conv3d(_fold_source(x), weight[..., None], bias, padding=(padding, padding, 0))
+        return _unfold_source(y, ht, wt)
+    if kind != "dilated-conv2d":
+        raise ConfigError(f"source convolution must be one of {SOURCE_CONV_KINDS}, got {kind!r}")
+    cells = ht * wt
+    folded = x.permute(*_CL_ORDER).reshape(b, hs, ws * cells, c).permute(0, 3, 1, 2)  # NHWC view
+    y = F.conv2d(folded, weight, bias, padding=(padding, padding * cells), dilation=(1, cells))
+    o, hs_out, w_out = y.shape[1], y.shape[2], y.shape[3]
+    return y.permute(0, 2, 3, 1).reshape(b, hs_out, w_out // cells, ht, wt, o).permute(*_CL_BACK)
 
 
 def center_pivot_conv4d(
@@ -179,11 +218,7 @@ def center_pivot_conv4d(
     pruned = x[:, :, :, :, trg_taps[0], trg_taps[1]]
     if stride > 1 or padding != k // 2:
         pruned = to_channels_last_4d(pruned)  # a copy of 1/stride^2 of the volume
-    out_t = pruned.shape[-2:]
-    y_src = F.conv3d(
-        _fold_source(pruned), weight_src[..., None], bias, padding=(padding, padding, 0)
-    )
-    y = _unfold_source(y_src, *out_t)
+    y = source_conv(pruned, weight_src, bias, padding)
 
     # Target-dims kernel at the source centre: the source dims only select taps.
     centred = x if padding == k // 2 else to_channels_last_4d(x[:, :, src_taps[0], src_taps[1]])

@@ -43,6 +43,21 @@ def flow_from_scores(
     return pos.permute(0, 3, 1, 2), peak
 
 
+def correlation_grid(working: Sequence[int], max_cells: int | None) -> tuple[int, int]:
+    """The ``(h, w)`` cells of the correlation volume for a working grid ``working`` ``(h, w)``:
+    itself when both sides are at most ``max_cells`` (or ``max_cells`` is None), else scaled
+    down so that the longer side is ``max_cells``, the shorter rounded (at least 1).
+
+    >>> correlation_grid((16, 16), 16), correlation_grid((32, 32), 16), correlation_grid((32, 24), 16)
+    ((16, 16), (16, 16), (16, 12))
+    """
+    h, w = int(working[0]), int(working[1])
+    if max_cells is None or max(h, w) <= max_cells:
+        return h, w
+    scale = max_cells / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
 class KBCNet(Matcher):
     """KBCNet matcher: ``forward(src_img, trg_img, src_kps, valid) -> MatchOutput``.
 
@@ -51,8 +66,15 @@ class KBCNet(Matcher):
     ``src_kps`` ``(B, N, 2)`` ``(x, y)`` source keypoints in input pixels; ``valid`` ``(B, N)``
     bool. Output :class:`MatchOutput` with ``kps`` ``(B, N, 2)`` target keypoints (input
     pixels of the target), ``flow`` ``(B, 2, h_s, w_s)`` float32 (target ``(x, y)`` per source
-    cell at the working stride), ``confidence`` ``(B, N)`` (the peak softmax probability behind
+    cell of the correlation grid), ``confidence`` ``(B, N)`` (the peak softmax probability behind
     each keypoint), ``scores`` ``(B, h_s, w_s, h_t, w_t)`` if ``return_scores``.
+
+    The correlation grid is the working stride's grid, pooled to at most ``max_cells`` cells
+    per side when that is given (``max_cells=16``: CATs' grid, what ``configs/spair.yaml`` uses):
+    up to 256 px at stride 16 it *is* the working grid (the computation is unchanged, bit for
+    bit); at 512 px the 32 x 32 working grid is area-pooled to 16 x 16, so the 4D volume has 16^4
+    cells instead of 32^4 (2.6x the pairs/s of the uncapped network on the dev CPU), and the
+    stride-8 keypoint refinement does the fine work (``docs/PERF_NOTES.md``, entry 6).
 
     Keypoints: with ``refine`` (default) and working stride 16, each keypoint is re-located on
     the stride-8 target grid (:mod:`sosc.matchers.refine`: its row of the score volume,
@@ -68,8 +90,8 @@ class KBCNet(Matcher):
 
     Pipeline: timm backbone at strides 8/16/32 -> CSFA (projection to ``channels``, working
     stride cells cross-attend to the other scales) -> cosine correlation with
-    ``K = 1 + 3`` channels (the aligned map and each projected scale resampled to the working
-    stride; ``K = 3`` without CSFA) -> decoder of center-pivot 4D blocks -> one score per
+    ``K = 1 + 3`` channels (the aligned map and each projected scale resampled to the
+    correlation grid; ``K = 3`` without CSFA) -> decoder of center-pivot 4D blocks -> one score per
     (source cell, target cell) -> softmax over target cells -> flow -> keypoints.
 
     Args:
@@ -78,6 +100,11 @@ class KBCNet(Matcher):
             ``"package"`` (offline packaged weights) or a weights file path; see
             :class:`~sosc.matchers.backbone.Backbone`.
         stride: working stride, 16 (default) or 8.
+        max_cells: the most cells per side of the correlation grid; a larger working grid is
+            area-pooled to it, keeping its aspect ratio (side ``round(n * max_cells / max(h, w))``).
+            ``None`` (default): the working grid at every size, whose volume grows as
+            ``(S / stride)^4`` (what every checkpoint before this option computed). A model
+            trained with one setting is best run with it: the cells' size in pixels changes.
         channels: CSFA width ``C`` (default 128), divisible by ``heads`` and 4.
         heads: attention heads (default 4).
         csfa_layers: cross-attention layers (default 1).
@@ -112,6 +139,7 @@ class KBCNet(Matcher):
         backbone: str = "resnet101",
         pretrained: bool | str = False,
         stride: int = 16,
+        max_cells: int | None = None,
         channels: int = 128,
         heads: int = 4,
         csfa_layers: int = 1,
@@ -135,7 +163,10 @@ class KBCNet(Matcher):
         if stride not in (8, 16):
             raise ConfigError(f"stride (the working stride) must be 8 or 16, got {stride}")
         check_soft_argmax_options(temperature, kernel_sigma)
+        if max_cells is not None and int(max_cells) < 1:
+            raise ConfigError(f"max_cells must be a positive int or None, got {max_cells}")
         self.stride = stride
+        self.max_cells = None if max_cells is None else int(max_cells)
         self.input_multiple = max(SCALES)
         self.use_csfa = use_csfa
         self.temperature = float(temperature)
@@ -167,15 +198,16 @@ class KBCNet(Matcher):
         self.refiner = KeypointRefiner(refine_weight) if refine and stride > min(SCALES) else None
 
     def correlation_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features of ``images`` ``(B, 3, S_h, S_w)``: ``(B, K, C, h, w)`` at the working stride
-        and ``(B, C, S_h / 8, S_w / 8)``, the projected stride-8 map (for the refinement).
+        """Features of ``images`` ``(B, 3, S_h, S_w)``: ``(B, K, C, h, w)`` on the correlation grid
+        (:func:`correlation_grid`) and ``(B, C, S_h / 8, S_w / 8)``, the projected stride-8 map
+        (for the refinement).
 
         Channel order: the CSFA-aligned map (when ``use_csfa``), then each projected scale,
-        finest first, resampled to the working grid.
+        finest first, resampled to the correlation grid.
         """
         aligned, projected = self.csfa(self.backbone(images))
-        size = aligned.shape[-2:]
-        maps = ([aligned] if self.use_csfa else []) + [resample_to(p, size) for p in projected]
+        size = correlation_grid(aligned.shape[-2:], self.max_cells)
+        maps = ([resample_to(aligned, size)] if self.use_csfa else []) + [resample_to(p, size) for p in projected]
         return torch.stack(maps, dim=1), projected[0]
 
     def score_volume(
