@@ -14,6 +14,11 @@ from collections import defaultdict
 
 import torch
 
+from sosc.kbc import KBCConfig
+from sosc.kbc.choice import choose_pass2
+
+SHAPE = KBCConfig(choice="shape")  # the default choice: sosc.kbc.choice
+
 
 def bin_of(pair: dict) -> str:
     if pair.get("trg_kp_bin") is not None:
@@ -26,12 +31,15 @@ def rules(pair: dict, s: dict) -> dict[str, torch.Tensor]:
     p1, p2 = pair["plain"], s["kps"]
     out = {"plain": p1, "zoom": p2}
     if not s["zoomed"]:
-        for name in ("cycle", "conf", "best", *(f"cycle{k}_t{t:g}" for k in ("", "2") for t in (0.05, 0.1, 0.2, 0.3))):
+        for name in ("cycle", "conf", "best", "shape", *(f"cycle{k}_t{t:g}" for k in ("", "2") for t in (0.05, 0.1, 0.2, 0.3))):
             out[name] = p1
         return out
     err1 = torch.linalg.vector_norm(p1 - pair["gt"], dim=-1)
     err2 = torch.linalg.vector_norm(p2 - pair["gt"], dim=-1)
     out["best"] = torch.where((err2 <= err1)[:, None], p2, p1)
+    keep2 = choose_pass2(SHAPE, torch.ones(1, len(p1), dtype=torch.bool), first=p1[None], second=p2[None],
+                         src_kps=pair["src"][None])[0]
+    out["shape"] = torch.where(keep2[:, None], p2, p1)
     if pair.get("back1") is not None and s.get("back") is not None:
         src_side = max(pair["src_kp_side"], 1.0)
         c1 = torch.linalg.vector_norm(pair["back1"] - pair["src"], dim=-1) / src_side
@@ -64,7 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("cache")
     parser.add_argument("--alpha", type=float, default=0.1)
-    parser.add_argument("--rules", nargs="+", default=["plain", "zoom", "cycle", "cycle_t0.1", "cycle2_t0.1", "conf", "best"])
+    parser.add_argument("--rules", nargs="+", default=["plain", "zoom", "shape", "cycle", "cycle_t0.1", "cycle2_t0.1", "conf", "best"])
     opts = parser.parse_args()
     data = torch.load(opts.cache, weights_only=False)
     result = score(data, opts.alpha)
