@@ -450,7 +450,8 @@ class TestHelp:
 
 #: What Lightning and its libraries print that sosc's commands leave out.
 NOISE = ("litlogger", "litmodels", "LeafSpec", "module(s) in eval mode", "exists and is not empty",
-         "dirpath has changed", "JsonargparseDeprecation", "deprecated in v4", "No seed found")
+         "dirpath has changed", "JsonargparseDeprecation", "deprecated in v4", "No seed found",
+         "overridden `on_after_batch_transfer`")
 
 
 def test_a_tiny_fit_resume_and_test_print_none_of_the_known_noise(spair_tree, tmp_path, capfd, caplog):

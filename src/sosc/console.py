@@ -38,6 +38,8 @@ NOISE_WARNINGS: tuple[str, ...] = (
     r".*isinstance\(treespec, LeafSpec\)` is deprecated",
     r"LightningCLI's args parameter is intended to run from within Python",
     r"No seed found, seed set to",  # Lightning logs "Seed set to N" as well
+    # CorrespondenceModule finishes batches on the device on purpose (resample="device")
+    r"You have overridden `on_after_batch_transfer` in `LightningModule` but have passed in a `LightningDataModule`",
 )
 #: Warning categories the commands leave out, by module and class name (imported lazily).
 NOISE_CATEGORIES: tuple[tuple[str, str], ...] = (("jsonargparse._deprecated", "JsonargparseDeprecationWarning"),)
