@@ -24,7 +24,11 @@ class TestUnreachable:
 
     def test_a_server_that_never_answers_is_given_up_on_after_the_timeout(self, monkeypatch):
         """A network that drops packets, or a name resolution that hangs: the thread bounds both."""
-        monkeypatch.setattr(network.socket, "create_connection", lambda *a, **k: time.sleep(30))
+        def hang(*args, **kwargs):
+            time.sleep(30)
+            raise TimeoutError("timed out")  # what a real connection does in the end (an OSError)
+
+        monkeypatch.setattr(network.socket, "create_connection", hang)
         start = time.perf_counter()
         assert unreachable("https://hub.example/x", timeout=0.5) == "hub.example:443 did not answer within 0.5 s"
         assert time.perf_counter() - start < 3
