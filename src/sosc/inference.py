@@ -21,6 +21,7 @@ import importlib
 import inspect
 import json
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -307,9 +308,19 @@ def default_input_size(matcher: Any, side: int = 256) -> int:
     return max(multiple, side // multiple * multiple)
 
 
+def plain_text(doc: str) -> str:
+    """A docstring as a terminal shows it: reST roles and literals without their markup.
+
+    >>> plain_text("see :func:`sosc.viz.plot_result` and ``--plot``")
+    'see sosc.viz.plot_result and --plot'
+    """
+    return re.sub(r"``([^`]+)``", r"\1", re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", doc))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``sosc-match``."""
-    parser = argparse.ArgumentParser(prog="sosc-match", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="sosc-match", description=plain_text(__doc__),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--ckpt", help="checkpoint written by `sosc fit`")
     which.add_argument("--matcher", metavar="CLASS",
