@@ -297,3 +297,17 @@ def test_matcher_mistakes_print_one_line_and_exit_2(shifted_pair, tmp_path, caps
     err = capsys.readouterr().err
     assert err.startswith("sosc-match: error: ") and err.count("\n") == 1
     assert re.search(message, err), err
+
+
+def test_the_command_line_is_parsed_without_torch():
+    """``sosc-match --help`` and a mistyped option answer before torch is imported (issue #16:
+    every command spent seconds starting); the work imports it after parsing."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom sosc.match_cli import command\n"
+             "try:\n    command(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
+             "print('torch' in sys.modules, code)")
+    for args, code in ((["--help"], 0), (["--src", "a.jpg"], 2)):
+        done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120)
+        assert done.stdout.strip().splitlines()[-1] == f"False {code}", (done.stdout[-500:], done.stderr[-500:])

@@ -7,8 +7,10 @@ Every error raised on user input is one of these types and says what was wrong
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 
 class SoscError(Exception):
@@ -33,12 +35,15 @@ def check_shape(name: str, tensor: torch.Tensor, shape: Sequence[int | str | Non
     ``shape`` lists one entry per dimension: an ``int`` is an exact size, a string or
     ``None`` matches any size (the string names the dimension in the message).
 
+    >>> import torch
     >>> check_shape("src_kps", torch.zeros(2, 5, 2), ("B", "N", 2))
     >>> check_shape("src_kps", torch.zeros(2, 5), ("B", "N", 2))
     Traceback (most recent call last):
     ...
     sosc.errors.ShapeError: src_kps: expected shape (B, N, 2), got (2, 5)
     """
+    import torch  # on first use: the errors are imported by light modules (sosc-match's parser)
+
     if not isinstance(tensor, torch.Tensor):
         raise ShapeError(f"{name}: expected a torch.Tensor, got {type(tensor).__name__}")
     expected = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"

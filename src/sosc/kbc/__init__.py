@@ -16,58 +16,68 @@ Modules, each one idea:
 - :mod:`sosc.kbc.choice`: which pass each keypoint keeps;
 - :mod:`sosc.kbc.wrapper`: :class:`KBCWrapper` around any matcher.
 
-Importing this package loads neither Lightning nor the data readers.
+Importing this package loads neither Lightning nor the data readers; its names are imported on
+first use (PEP 562), so that :mod:`sosc.kbc.config` alone does not load torch.
 """
 
-from sosc.kbc.choice import choose_pass2, cycle_errors
-from sosc.kbc.config import TARGETS, KBCConfig, Target, check_kbc_options
-from sosc.kbc.passes import match_in_windows, match_plain
-from sosc.kbc.plan import REASONS, WindowPlan, merge_pass2, plan_windows, target_box
-from sosc.kbc.windows import (
-    fill_ratio,
-    grow_box,
-    kbc_box,
-    kbc_train_windows,
-    kbc_trigger,
-    kbc_window,
-    kbc_windows,
-    kbc_windows_for_points,
-    match_window_scales,
-    pair_windows,
-    robust_inliers,
-    similarity_box,
-    zoom_params,
-)
-from sosc.kbc.wrapper import KBCOutput, KBCWrapper, kbc_config
+from __future__ import annotations
 
-__all__ = [
-    "REASONS",
-    "TARGETS",
-    "KBCConfig",
-    "KBCOutput",
-    "KBCWrapper",
-    "Target",
-    "WindowPlan",
-    "check_kbc_options",
-    "choose_pass2",
-    "cycle_errors",
-    "fill_ratio",
-    "grow_box",
-    "kbc_box",
-    "kbc_config",
-    "kbc_train_windows",
-    "kbc_trigger",
-    "kbc_window",
-    "kbc_windows",
-    "kbc_windows_for_points",
-    "match_in_windows",
-    "match_plain",
-    "match_window_scales",
-    "merge_pass2",
-    "pair_windows",
-    "plan_windows",
-    "robust_inliers",
-    "similarity_box",
-    "target_box",
-    "zoom_params",
-]
+from typing import TYPE_CHECKING
+
+from sosc._lazy import lazy_module_attributes
+
+_NAMES = {
+    "KBCConfig": "sosc.kbc.config",
+    "KBCOutput": "sosc.kbc.wrapper",
+    "KBCWrapper": "sosc.kbc.wrapper",
+    "REASONS": "sosc.kbc.plan",
+    "TARGETS": "sosc.kbc.config",
+    "Target": "sosc.kbc.config",
+    "WindowPlan": "sosc.kbc.plan",
+    "check_kbc_options": "sosc.kbc.config",
+    "choose_pass2": "sosc.kbc.choice",
+    "cycle_errors": "sosc.kbc.choice",
+    "fill_ratio": "sosc.kbc.windows",
+    "grow_box": "sosc.kbc.windows",
+    "kbc_box": "sosc.kbc.windows",
+    "kbc_config": "sosc.kbc.wrapper",
+    "kbc_train_windows": "sosc.kbc.windows",
+    "kbc_trigger": "sosc.kbc.windows",
+    "kbc_window": "sosc.kbc.windows",
+    "kbc_windows": "sosc.kbc.windows",
+    "kbc_windows_for_points": "sosc.kbc.windows",
+    "match_in_windows": "sosc.kbc.passes",
+    "match_plain": "sosc.kbc.passes",
+    "match_window_scales": "sosc.kbc.windows",
+    "merge_pass2": "sosc.kbc.plan",
+    "pair_windows": "sosc.kbc.windows",
+    "plan_windows": "sosc.kbc.plan",
+    "robust_inliers": "sosc.kbc.windows",
+    "similarity_box": "sosc.kbc.windows",
+    "target_box": "sosc.kbc.plan",
+    "zoom_params": "sosc.kbc.windows",
+}
+__all__ = sorted(_NAMES)
+__getattr__, __dir__ = lazy_module_attributes(__name__, _NAMES)
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from sosc.kbc.choice import choose_pass2, cycle_errors
+    from sosc.kbc.config import TARGETS, KBCConfig, Target, check_kbc_options
+    from sosc.kbc.passes import match_in_windows, match_plain
+    from sosc.kbc.plan import REASONS, WindowPlan, merge_pass2, plan_windows, target_box
+    from sosc.kbc.windows import (
+        fill_ratio,
+        grow_box,
+        kbc_box,
+        kbc_train_windows,
+        kbc_trigger,
+        kbc_window,
+        kbc_windows,
+        kbc_windows_for_points,
+        match_window_scales,
+        pair_windows,
+        robust_inliers,
+        similarity_box,
+        zoom_params,
+    )
+    from sosc.kbc.wrapper import KBCOutput, KBCWrapper, kbc_config
