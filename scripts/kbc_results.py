@@ -21,6 +21,7 @@ size class (small < 0.25 <= medium < 0.5 <= large of the image side).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -99,7 +100,8 @@ def run(data: str, split: str, ckpt: str | None, input_size: int, options: dict,
                 row[f"{name}_err"] = float(err.mean())
             rows.append(row)
         print(f"{len(rows)}/{len(dataset)}", flush=True)
-    return rows, time.perf_counter() - start
+    config = getattr(wrapper, "config", None)  # the options used ("auto" zoom resolved), if this code has one
+    return rows, time.perf_counter() - start, None if config is None else dataclasses.asdict(config)
 
 
 def main() -> None:
@@ -116,11 +118,11 @@ def main() -> None:
     opts = parser.parse_args()
     import sosc
 
-    rows, seconds = run(opts.data, opts.split, opts.ckpt, opts.input_size, json.loads(opts.options), opts.batch,
+    rows, seconds, config = run(opts.data, opts.split, opts.ckpt, opts.input_size, json.loads(opts.options), opts.batch,
                         opts.max_pairs)
     payload = {"label": opts.label, "data": opts.data, "split": opts.split, "matcher": "KBCNet" if opts.ckpt else
                "FeatureMatcher", "ckpt": opts.ckpt, "input_size": opts.input_size, "options": json.loads(opts.options),
-               "sosc": str(Path(sosc.__file__).parent), "seconds": seconds, "pairs": rows}
+               "config": config, "sosc": str(Path(sosc.__file__).parent), "seconds": seconds, "pairs": rows}
     Path(opts.out).parent.mkdir(parents=True, exist_ok=True)
     Path(opts.out).write_text(json.dumps(payload))
     print(f"{len(rows)} pairs in {seconds:.0f} s -> {opts.out}")

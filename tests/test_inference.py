@@ -39,6 +39,7 @@ def test_feature_matcher_finds_the_shifted_points(shifted_pair, tmp_path):
     err = (torch.tensor(saved["plain_kps"]) - truth).norm(dim=-1)
     assert (err < 0.05 * 451).float().mean() >= 0.75, err
     assert len(saved["confidence"]) == 4 and set(saved["kbc"]) >= {"reason", "refined", "from_pass2", "counts", "src_window", "trg_window", "options"}
+    assert saved["kbc"]["options"]["zoom_px"] == 96.0  # "auto" resolved: the zoom used is written down
 
 
 def test_no_kbc_returns_the_plain_prediction(shifted_pair, capsys):
@@ -203,7 +204,8 @@ def test_exif_orientation_is_applied_to_images_and_keypoints(shifted_pair, tmp_p
     assert tagged["kps"] == plain["kps"]
 
 
-@pytest.mark.parametrize("case", ["missing", "truncated", "outside", "kps-file", "input-size", "out", "background"])
+@pytest.mark.parametrize("case", ["missing", "truncated", "outside", "kps-file", "input-size", "out", "background",
+                                  "zoom"])
 def test_user_mistakes_print_one_line_and_exit_2(shifted_pair, tmp_path, capsys, monkeypatch, case):
     """Before: two chained tracebacks. Now `sosc-match: error: ...` on one line, exit status 2."""
     monkeypatch.delenv("SOSC_DEBUG", raising=False)
@@ -220,6 +222,8 @@ def test_user_mistakes_print_one_line_and_exit_2(shifted_pair, tmp_path, capsys,
         "out": (["--src", str(src), "--kps", "1,1", "--no-kbc", "--out", str(tmp_path / "no" / "p.json")],
                 r"--out .*p.json cannot be written"),
         "background": (["--src", str(src), "--kps", "1,1", "--background", "grey"], r"--background: expected white"),
+        "zoom": (["--src", str(src), "--kps", "1,1", "--kbc.zoom_px", "big"],
+                 r"KBC option zoom_px must be > 0 input pixels \(or \"auto\".*got big"),
     }[case]
     with pytest.raises(SystemExit) as exit_info:
         command(["--matcher", "feature", "--trg", str(trg), *args])
@@ -311,3 +315,15 @@ def test_the_command_line_is_parsed_without_torch():
     for args, code in ((["--help"], 0), (["--src", "a.jpg"], 2)):
         done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120)
         assert done.stdout.strip().splitlines()[-1] == f"False {code}", (done.stdout[-500:], done.stderr[-500:])
+
+
+def test_kbc_zoom_px_takes_auto_a_number_or_none():
+    """``--kbc.zoom_px``: ``auto`` (the default: the matcher's own zoom, 96 for the
+    FeatureMatcher, 160 for a KBCNet), input pixels, or ``none`` (the fill ratio)."""
+    from sosc.match_cli import build_parser, kbc_config_from
+
+    parse = build_parser().parse_args
+    base = ["--matcher", "feature", "--src", "a.jpg", "--trg", "b.jpg", "--kps", "1,1"]
+    assert kbc_config_from(parse(base)).zoom_px == "auto"
+    assert kbc_config_from(parse([*base, "--kbc.zoom_px", "128"])).zoom_px == 128.0
+    assert kbc_config_from(parse([*base, "--kbc.zoom_px", "None"])).zoom_px is None

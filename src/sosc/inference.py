@@ -139,7 +139,7 @@ def match_pair(
             "counts": info.counts(),
             "src_window": rows(info.src_window)[0],
             "trg_window": rows(info.trg_window)[0],
-            "options": dataclasses.asdict(config),
+            "options": dataclasses.asdict(wrapper.config),  # zoom_px "auto" resolved: the zoom used
         },
         "src_size": [int(src_img.shape[-2]), int(src_img.shape[-1])],
         "trg_size": [int(trg_img.shape[-2]), int(trg_img.shape[-1])],

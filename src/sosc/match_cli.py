@@ -28,7 +28,7 @@ import sys
 from collections.abc import Sequence
 
 from sosc.errors import SoscError
-from sosc.kbc.config import KBCConfig
+from sosc.kbc.config import DEFAULT_ZOOM_PX, KBCConfig
 
 #: KBC options that ``sosc-match`` fixes: it always runs KBC's leak-free ``pred-box`` at test time.
 _NOT_OPTIONS = ("enabled", "target", "train_p")
@@ -44,9 +44,12 @@ def add_kbc_options(parser: argparse.ArgumentParser) -> None:
         default = field.default
         kind = {bool: _boolean, float: float, int: int}.get(type(default), str)
         if field.name == "zoom_px":
-            kind = _optional_float
+            kind = _zoom_px
+        text = f"default {default}"
+        if field.name == "zoom_px":
+            text += f" (the matcher's kbc_zoom_px, else {DEFAULT_ZOOM_PX:g}; a number of input pixels; none: the fill ratio rho)"
         group.add_argument(f"--kbc.{field.name}", dest=f"kbc_{field.name}", type=kind, default=default,
-                           metavar=field.name.upper(), help=f"default {default}")
+                           metavar=field.name.upper(), help=text)
 
 
 def _boolean(text: str) -> bool:
@@ -56,8 +59,17 @@ def _boolean(text: str) -> bool:
     return value in ("true", "1", "yes")
 
 
-def _optional_float(text: str) -> float | None:
-    return None if text.strip().lower() in ("none", "null") else float(text)
+def _zoom_px(text: str) -> float | str | None:
+    """``--kbc.zoom_px``: input pixels, ``auto`` (the matcher's own) or ``none`` (the fill ratio)."""
+    value = text.strip().lower()
+    if value in ("none", "null"):
+        return None
+    if value == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        return text  # KBCConfig refuses it, naming the option and what it takes
 
 
 def kbc_config_from(opts: argparse.Namespace, enabled: bool = True) -> KBCConfig:

@@ -130,7 +130,7 @@ class CorrespondenceModule(L.LightningModule):
             matcher_config, matcher = dict(matcher), instantiate(matcher)
         else:
             matcher_config = matcher_config_of(matcher)
-        self.kbc_config = as_kbc_config(kbc)
+        self.kbc_config = as_kbc_config(kbc).for_matcher(matcher)  # zoom_px "auto": the matcher's
         self.save_hyperparameters(ignore=["matcher", "kbc"])
         self.hparams["kbc"] = dataclasses.asdict(self.kbc_config)
         self.matcher = matcher
@@ -151,6 +151,7 @@ class CorrespondenceModule(L.LightningModule):
         self.categories = None
         if isinstance(datamodule, PairDataModule):
             self.check_input_size(datamodule.input_size)
+            datamodule.use_matcher(self.matcher)  # kbc.zoom_px "auto": this matcher's zoom
             self.categories = list(datamodule.categories) if datamodule.categories is not None else None
             flags = tuple(datamodule.difficulty_flags)
         self.groups = (*flags, "size")

@@ -130,3 +130,27 @@ class TestVerifyImages:
         with pytest.warns(UserWarning, match="1 pairs \\(image does not decode"):
             dm.setup("fit")
         assert len(dm.datasets["train"]) == len(written["trn"]) - 1
+
+
+def test_train_time_windows_zoom_to_the_trained_matchers_scale(spair_tree):
+    """``kbc.zoom_px="auto"``: the LightningModule hands its matcher to the data module in
+    ``setup`` (:meth:`PairDataModule.use_matcher`), so that a KBCNet trains on windows of its
+    own zoom (160 input px), not the default's (96), even when the split is already set up."""
+
+    class Wide:
+        kbc_zoom_px = 160.0
+
+    root, _ = spair_tree
+    sides = {}
+    for name, matcher in (("default", None), ("wide", Wide())):
+        dm = SPair71kDataModule(root, input_size=128, num_workers=0, augment=False,
+                                kbc=KBCConfig(enabled=False, train_p=1.0, rho=1.0, min_zoom=1.0, s_max=64.0))
+        dm.setup("fit")
+        if matcher is not None:
+            dm.use_matcher(matcher)
+            assert dm.kbc.zoom_px == 160.0
+        item = dm.datasets["train"][0]
+        sides[name] = float(item["src_window"][2] - item["src_window"][0])
+    # at input 128 the default's box spans 96 input px (a 0.75 fill: here the full image), the
+    # wide matcher's 128 (a fill of 1.0): a smaller window
+    assert sides["wide"] < 0.9 * sides["default"], sides

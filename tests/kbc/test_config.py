@@ -46,3 +46,27 @@ def test_the_window_functions_take_their_defaults_from_the_config():
         for name, param in inspect.signature(fn).parameters.items():
             if name in defaults and param.default is not inspect.Parameter.empty:
                 assert param.default == defaults[name], f"{fn.__name__}({name}=...) differs from KBCConfig"
+
+
+class TestZoomPerMatcher:
+    """``zoom_px="auto"`` (the default): the matcher's measured zoom (issue #11: KBCNet prefers
+    160 input px on val pairs, the FeatureMatcher 96)."""
+
+    def test_auto_is_the_matchers_own_zoom_else_the_default(self):
+        from sosc.kbc.config import DEFAULT_ZOOM_PX
+        from sosc.matchers import KBCNet
+
+        assert KBCConfig().zoom_px == "auto" and DEFAULT_ZOOM_PX == 96.0
+        assert KBCConfig().for_matcher(KBCNet).zoom_px == 160.0  # the class states it
+        assert KBCConfig().for_matcher(lambda *a: None).zoom_px == 96.0  # a plain function states none
+        assert KBCConfig().for_matcher(None).zoom_px == 96.0
+        assert KBCConfig(zoom_px=64).for_matcher(KBCNet).zoom_px == 64  # a number is kept
+        assert KBCConfig(zoom_px=None).for_matcher(KBCNet).zoom_px is None  # and so is the fill ratio
+
+    def test_auto_without_a_matcher_zooms_to_the_default(self):
+        assert windows.zoom_params(KBCConfig(), 256) == windows.zoom_params(KBCConfig(zoom_px=96.0), 256)
+
+    @pytest.mark.parametrize("value", ["big", "", True])
+    def test_any_other_word_is_refused_by_name(self, value):
+        with pytest.raises(ConfigError, match="KBC option zoom_px must be"):
+            KBCConfig(zoom_px=value)

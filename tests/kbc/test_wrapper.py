@@ -169,3 +169,22 @@ class TestTargetModes:
     def test_wrong_batch(self):
         with pytest.raises(ShapeError, match="trg_img"):
             KBCWrapper(Recorder(), 32)(images(2, 40, 40), images(1, 40, 40), torch.ones(2, 2, 2))
+
+
+def test_the_wrapper_and_the_module_zoom_to_the_matchers_own_scale():
+    """``zoom_px="auto"`` resolved where the matcher is known: :attr:`KBCWrapper.config` and the
+    LightningModule's ``kbc_config`` (and so its checkpoint's hyperparameters) hold the number."""
+    from sosc import CorrespondenceModule, KBCConfig
+    from sosc.matchers import KBCNet
+
+    class Wide(torch.nn.Module):
+        kbc_zoom_px = 160.0
+
+        def forward(self, src_img, trg_img, src_kps, valid=None):
+            return src_kps
+
+    assert KBCWrapper(Wide(), 64).config.zoom_px == 160.0
+    assert KBCWrapper(lambda s, t, k, v=None: k, 64).config.zoom_px == 96.0
+    assert KBCWrapper(Wide(), 64, zoom_px=80.0).config.zoom_px == 80.0
+    module = CorrespondenceModule(KBCNet("resnet18", channels=16, heads=2, decoder_channels=(4,)), kbc=KBCConfig())
+    assert module.kbc_config.zoom_px == 160.0 and module.hparams["kbc"]["zoom_px"] == 160.0

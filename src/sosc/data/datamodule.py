@@ -253,6 +253,18 @@ class PairDataModule(L.LightningDataModule):
 
         return window_fn
 
+    def use_matcher(self, matcher: object) -> None:
+        """Resolve ``kbc.zoom_px="auto"`` with the matcher being trained (its ``kbc_zoom_px``,
+        :meth:`sosc.kbc.KBCConfig.for_matcher`), so that train-time windows zoom to the scale of
+        test-time ones; a training split already set up gets the resolved window choice. The
+        LightningModule calls it in ``setup``; without it ``"auto"`` is
+        :data:`~sosc.kbc.config.DEFAULT_ZOOM_PX`."""
+        if self.kbc is None:
+            return
+        self.kbc = self.kbc.for_matcher(matcher)
+        if "train" in self.datasets:
+            self.datasets["train"].window_fn = self.train_window_fn()
+
     def check_overlaps(self, splits: dict[str, list[PairRecord]]) -> None:
         """Hook to report pairs shared between loaded splits (PF-PASCAL has some)."""
 

@@ -10,6 +10,7 @@ once. ``docs/METHOD.md`` says which defaults are our choice and how they were ch
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -22,6 +23,12 @@ Choice = Literal["pass2", "shape", "cycle"]
 CHOICES: tuple[str, ...] = ("pass2", "shape", "cycle")
 PredBox = Literal["all", "robust", "similarity"]
 PRED_BOXES: tuple[str, ...] = ("all", "robust", "similarity")
+
+#: ``zoom_px="auto"`` for a matcher that states no zoom of its own (:attr:`Matcher.kbc_zoom_px
+#: <sosc.matchers.Matcher.kbc_zoom_px>` ``None``, or not a :class:`~sosc.matchers.Matcher`),
+#: and wherever no matcher is at hand: input pixels, chosen with the training-free
+#: ``FeatureMatcher`` on the real-semantic val split (``docs/METHOD.md``).
+DEFAULT_ZOOM_PX = 96.0
 
 
 @dataclass
@@ -40,8 +47,11 @@ class KBCConfig:
             answer, for analysis only).
         zoom_px: **scale-aware zoom**: each image's window is chosen so that its grown keypoint
             box spans about ``zoom_px`` network-input pixels along its longer side, the scale
-            the matcher's features work at, whatever the image and input sizes. ``None`` uses
-            METHOD.md's fixed fill ratio ``rho`` with trigger ``tau`` instead.
+            the matcher's features work at, whatever the image and input sizes. ``"auto"`` (the
+            default): the matcher's own measured scale, its ``kbc_zoom_px`` attribute
+            (``KBCNet``: 128), else :data:`DEFAULT_ZOOM_PX` (96) (:meth:`for_matcher`; the
+            wrapper, the LightningModule and the data module's train-time windows resolve it).
+            ``None`` uses METHOD.md's fixed fill ratio ``rho`` with trigger ``tau`` instead.
         min_zoom: with ``zoom_px``, an image zooms only where its window is at least this many
             times smaller than the whole image (smaller zooms are not worth a second pass).
         tau: with ``zoom_px=None``: trigger threshold on ``max(box_w, box_h) / max(W, H)``;
@@ -84,7 +94,7 @@ class KBCConfig:
 
     enabled: bool = True
     target: Target = "pred-box"
-    zoom_px: float | None = 96.0
+    zoom_px: float | Literal["auto"] | None = "auto"
     min_zoom: float = 1.25
     tau: float = 0.5
     rho: float = 0.7
@@ -111,10 +121,27 @@ class KBCConfig:
             train_p=self.train_p, min_zoom=self.min_zoom, robust_k=self.robust_k,
             pred_box_context=self.pred_box_context, cycle_keep=self.cycle_keep, cycle_reject=self.cycle_reject,
         )
-        if self.zoom_px is not None:
+        if self.zoom_px is not None and self.zoom_px != "auto":
             check_kbc_options(zoom_px=self.zoom_px)
         if self.zoom_passes not in (1, 2):
             raise ConfigError(f"KBC option zoom_passes must be 1 or 2, got {self.zoom_passes}")
+
+    def for_matcher(self, matcher: object | None = None) -> KBCConfig:
+        """This configuration with ``zoom_px="auto"`` made a number: ``matcher``'s
+        ``kbc_zoom_px`` (an attribute of the instance or class; :class:`~sosc.matchers.KBCNet`
+        states 128), else :data:`DEFAULT_ZOOM_PX`. Any other ``zoom_px`` is kept.
+
+        >>> KBCConfig().for_matcher().zoom_px
+        96.0
+        >>> class Wide:
+        ...     kbc_zoom_px = 160
+        >>> KBCConfig().for_matcher(Wide()).zoom_px, KBCConfig(zoom_px=64).for_matcher(Wide()).zoom_px
+        (160.0, 64)
+        """
+        if self.zoom_px != "auto":
+            return self
+        own = getattr(matcher, "kbc_zoom_px", None) if matcher is not None else None
+        return dataclasses.replace(self, zoom_px=float(own) if own is not None else DEFAULT_ZOOM_PX)
 
     @property
     def leaks_answer(self) -> bool:
@@ -126,7 +153,7 @@ class KBCConfig:
 _RANGES = {
     "tau": (lambda v: v >= 0.0, ">= 0 (0 never triggers)"),
     "rho": (lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
-    "zoom_px": (lambda v: v > 0.0, "> 0 input pixels (or None for the fill ratio rho)"),
+    "zoom_px": (lambda v: v > 0.0, "> 0 input pixels (or \"auto\": the matcher's own; None: the fill ratio rho)"),
     "min_zoom": (lambda v: v >= 1.0, ">= 1"),
     "margin": (lambda v: v >= 0.0, ">= 0"),
     "min_margin": (lambda v: v >= 0.0, ">= 0 pixels"),

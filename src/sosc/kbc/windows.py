@@ -212,7 +212,8 @@ def zoom_params(config: KBCConfig, input_size: int | Sequence[int]) -> tuple[flo
 
     With the scale-aware zoom (``config.zoom_px``) the window is the one of fill ratio
     ``rho = min(zoom_px / max(S_h, S_w), config.rho)`` (the grown box's longer side then spans
-    ``zoom_px`` input pixels; at small inputs, where that would fill more than ``config.rho``
+    ``zoom_px`` input pixels (``"auto"``, where no matcher resolved it:
+    :data:`~sosc.kbc.config.DEFAULT_ZOOM_PX`); at small inputs, where that would fill more than ``config.rho``
     of the window, the box keeps ``config.rho``'s context around it) and an image zooms where its window is at least ``min_zoom`` times smaller than the
     whole image, i.e. ``tau = rho / min_zoom``. Otherwise METHOD.md's ``(tau, rho)``.
 
@@ -225,7 +226,8 @@ def zoom_params(config: KBCConfig, input_size: int | Sequence[int]) -> tuple[flo
     """
     if config.zoom_px is None:
         return config.tau, config.rho
-    rho = min(config.rho, config.zoom_px / max(as_size(input_size)))
+    zoom_px = config.for_matcher().zoom_px  # "auto" without a matcher at hand: DEFAULT_ZOOM_PX
+    rho = min(config.rho, zoom_px / max(as_size(input_size)))
     return rho / config.min_zoom, rho
 
 

@@ -133,7 +133,9 @@ class KBCWrapper(nn.Module):
         matcher: anything following the matcher contract (:mod:`sosc.matchers.base`; an
             ``nn.Module`` is registered as a submodule).
         input_size: network input ``(S_h, S_w)`` or an int.
-        config: a :class:`KBCConfig` (default: its defaults).
+        config: a :class:`KBCConfig` (default: its defaults); ``zoom_px="auto"`` becomes the
+            matcher's ``kbc_zoom_px`` (:meth:`KBCConfig.for_matcher`), so :attr:`config` holds
+            the zoom used.
         **options: :class:`KBCConfig` fields that replace ``config``'s, e.g. ``target="object-bbox"``
             (``train_p`` plays no part here).
 
@@ -157,7 +159,7 @@ class KBCWrapper(nn.Module):
         self.matcher = matcher
         self.input_size = as_size(input_size)
         check_wrapper_input_size(matcher, self.input_size)
-        self.config = kbc_config(config, **options)
+        self.config = kbc_config(config, **options).for_matcher(matcher)
 
     @classmethod
     def from_config(cls, matcher: Any, config: KBCConfig, input_size: int | Sequence[int] = 256) -> KBCWrapper:

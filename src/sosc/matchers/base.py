@@ -74,6 +74,10 @@ class Matcher(nn.Module):
 
     #: Input height and width must be multiples of this (e.g. the coarsest backbone stride).
     input_multiple: int = 1
+    #: KBC's zoom for this matcher, in input pixels (``KBCConfig(zoom_px="auto")``, the default,
+    #: reads it): the size the grown keypoint box is zoomed to, where this matcher was measured
+    #: to match best on validation pairs. ``None``: :data:`sosc.kbc.config.DEFAULT_ZOOM_PX`.
+    kbc_zoom_px: float | None = None
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Matcher:
         self = super().__new__(cls)
