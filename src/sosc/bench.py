@@ -177,10 +177,11 @@ LARGE_SPREAD = 0.8
 
 
 def source_zooms(kps: torch.Tensor, size: int, config: KBCConfig | None = None) -> torch.Tensor:
-    """``(B,)`` bool: whether KBC (``config``, default :class:`~sosc.kbc.KBCConfig`'s defaults)
-    zooms the source image of each pair, ``kps`` ``(B, N, 2)`` in an ``S x S`` image at input
-    size ``S``. A pair whose source zooms runs KBC's pass 2."""
-    config = config or KBCConfig()
+    """``(B,)`` bool: whether KBC (``config``, default :class:`~sosc.kbc.KBCConfig`'s defaults
+    for a KBCNet, the matcher this harness measures: ``zoom_px`` its ``kbc_zoom_px``) zooms the
+    source image of each pair, ``kps`` ``(B, N, 2)`` in an ``S x S`` image at input size ``S``.
+    A pair whose source zooms runs KBC's pass 2."""
+    config = config or KBCConfig().for_matcher(KBCNet)
     hw = torch.tensor([size, size]).expand(len(kps), 2)
     _, triggered = kbc_windows_for_points(kps.cpu(), None, hw, size, config)
     return triggered
@@ -253,7 +254,7 @@ def make_batch(batch: int, size: int, n_kps: int, trigger_share: float, device: 
             break
     if not bool(zooms[small].all()) or bool(zooms[~small].any()):
         raise RuntimeError(
-            f"bench batch at {size} px: with KBCConfig's defaults ({KBCConfig()}), {int(zooms[small].sum())} of the "
+            f"bench batch at {size} px: with KBCConfig's defaults ({KBCConfig().for_matcher(KBCNet)}), {int(zooms[small].sum())} of the "
             f"{int(small.sum())} pairs meant to zoom do (keypoint spreads down to {SMALL_SPREADS[-1]} of the side "
             f"tried) and {int(zooms[~small].sum())} of the {int((~small).sum())} others do too: the kbcnet+kbc row "
             "would not measure the stated share of zoomed pairs; adjust SMALL_SPREADS / LARGE_SPREAD in sosc.bench"
@@ -401,7 +402,7 @@ def workload(
         src_list, trg_list = list(src), list(trg)
         with torch.no_grad(), autocast(dev, precision):
             info = wrapper.forward_with_info(src_list, trg_list, kps, valid)
-        meant = source_zooms(kps, size)
+        meant = source_zooms(kps, size, wrapper.config)
         if not bool(info.refined.cpu()[meant].all()):
             raise RuntimeError(
                 f"kbcnet+kbc at {size} px: pass 2 ran on {int(info.refined.sum())} of {len(src)} pairs, but "
@@ -418,7 +419,7 @@ def workload(
         b = len(src)
         centre = size / 2
         # an object of 52 input px with its keypoints over 40 px, whatever the input size: under
-        # KBC's zoom target (96 input px), so every pair zooms
+        # KBC's zoom target (KBCNet's 160 input px), so every pair zooms
         small = centre + (torch.rand(b, kps.shape[1], 2, generator=torch.Generator().manual_seed(1)) - 0.5) * 40.0
         small = small.to(dev)
         box = torch.tensor([[centre - 26.0, centre - 26.0, centre + 26.0, centre + 26.0]] * b, device=dev)
