@@ -127,3 +127,17 @@ class TestCheckpointRecord:
         text = str(err.value)
         assert "trained with sosc.matchers.feature.FeatureMatcher" in text and "'resnet18' vs 'resnet34'" in text
         assert len(text.splitlines()) == 1 and len(text) < 1200
+
+
+def test_fit_hands_the_matcher_to_the_data_for_the_train_time_zoom(spair_tree, tmp_path):
+    """``kbc.zoom_px="auto"`` given to both (as the CLI links them): the module resolves it with
+    its matcher, and in ``setup`` hands the matcher to the data module, so that the train-time
+    windows zoom to the same scale as test-time KBC."""
+    root, _ = spair_tree
+    data = SPair71kDataModule(root, input_size=64, num_workers=0, batch_size=2, kbc=KBCConfig(train_p=1.0))
+    matcher = FeatureMatcher("resnet18", pretrained=False, strides=(8, 16))
+    matcher.kbc_zoom_px = 160.0  # a matcher that states its own zoom
+    module = CorrespondenceModule(matcher, kbc=KBCConfig(train_p=1.0))
+    assert module.kbc_config.zoom_px == 160.0 and data.kbc.zoom_px == "auto"
+    trainer(tmp_path, max_steps=1, limit_val_batches=0, enable_checkpointing=False).fit(module, datamodule=data)
+    assert data.kbc.zoom_px == 160.0
