@@ -49,7 +49,7 @@ class KBCConfig:
             box spans about ``zoom_px`` network-input pixels along its longer side, the scale
             the matcher's features work at, whatever the image and input sizes. ``"auto"`` (the
             default): the matcher's own measured scale, its ``kbc_zoom_px`` attribute
-            (``KBCNet``: 128), else :data:`DEFAULT_ZOOM_PX` (96) (:meth:`for_matcher`; the
+            (``KBCNet``: 160), else :data:`DEFAULT_ZOOM_PX` (96) (:meth:`for_matcher`; the
             wrapper, the LightningModule and the data module's train-time windows resolve it).
             ``None`` uses METHOD.md's fixed fill ratio ``rho`` with trigger ``tau`` instead.
         min_zoom: with ``zoom_px``, an image zooms only where its window is at least this many
@@ -129,7 +129,7 @@ class KBCConfig:
     def for_matcher(self, matcher: object | None = None) -> KBCConfig:
         """This configuration with ``zoom_px="auto"`` made a number: ``matcher``'s
         ``kbc_zoom_px`` (an attribute of the instance or class; :class:`~sosc.matchers.KBCNet`
-        states 128), else :data:`DEFAULT_ZOOM_PX`. Any other ``zoom_px`` is kept.
+        states 160), else :data:`DEFAULT_ZOOM_PX`. Any other ``zoom_px`` is kept.
 
         >>> KBCConfig().for_matcher().zoom_px
         96.0
