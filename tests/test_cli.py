@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -131,6 +132,23 @@ def test_no_matcher_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--data", "sosc.data.SPair71kDataModule", "--data.root", str(tmp_path)], run=False)
     assert "model.matcher" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [("zoom_px", "-5", r"KBC option zoom_px must be > 0"),
+                                                         ("rho", "2", r"KBC option rho must be in \(0, 1\], got 2.0")])
+def test_an_out_of_range_kbc_option_is_one_line_and_exit_2(spair_tree, tmp_path, capsys, monkeypatch, option, value,
+                                                          message):
+    """Found by a review: the class's range check reached the user as jsonargparse's traceback
+    (exit 1); now ``sosc: error: <the option and its range>``, exit 2."""
+    from sosc.cli import command
+
+    monkeypatch.delenv("SOSC_DEBUG", raising=False)
+    root, _ = spair_tree
+    with pytest.raises(SystemExit) as exit_info:
+        command(["fit", *common(root, tmp_path), f"--model.kbc.{option}", value])
+    assert exit_info.value.code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("sosc:")]
+    assert len(err) == 1 and re.search(message, err[0]), err
 
 
 # -- resuming ----------------------------------------------------------------------------------
@@ -380,10 +398,11 @@ class TestErrors:
         from sosc.cli import command
 
         root, _ = spair_tree
-        monkeypatch.delenv("SOSC_DEBUG", raising=False)
+        # command() sets SOSC_DEBUG for its own process: setenv (not delenv of an unset variable,
+        # which records nothing to undo) makes the teardown remove it again for later tests
+        monkeypatch.setenv("SOSC_DEBUG", "0")
         with pytest.raises(ConfigError, match="--ckpt_path last"):
             command(["fit", "--debug", *common(root, tmp_path), "--ckpt_path", "last"])
-        monkeypatch.delenv("SOSC_DEBUG", raising=False)  # command() set it for its own process
 
 
 class HalfWay(torch.nn.Module):

@@ -129,6 +129,7 @@ _PARSE_NOISE = (
     re.compile(r"^Subtypes: "),
     re.compile(r"^Errors:$"),
     re.compile(r"^Given value type: "),
+    re.compile(r"^Given value: Namespace\("),  # a whole parsed group, restated
     re.compile(r"^Expected a <class 'NoneType'>$"),
     re.compile(r"^Expected a path but .* either not accessible or invalid$"),
     re.compile(r"^Problem with given class_path '[^']*':$"),

@@ -211,8 +211,18 @@ class SoscCLI(LightningCLI):
 
     def instantiate_classes(self) -> None:
         """Instantiate as LightningCLI does, then hand the module the matcher's exact configuration
-        (``class_path`` and ``init_args`` as parsed) for its checkpoint record."""
-        super().instantiate_classes()
+        (``class_path`` and ``init_args`` as parsed) for its checkpoint record.
+
+        A value that parses but that its class refuses (``--model.kbc.zoom_px -5``: the range
+        check of :class:`~sosc.kbc.KBCConfig`) reaches jsonargparse as a ``ValueError`` that
+        restates the union's subtypes; it is raised as one :class:`~sosc.errors.ConfigError` line.
+        """
+        try:
+            super().instantiate_classes()
+        except ValueError as err:
+            if "Does not validate against any of the Union subtypes" not in str(err):
+                raise
+            raise ConfigError(one_line_parse_error(str(err))) from err
         config = self.config[self.subcommand] if self.subcommand else self.config
         matcher = config.get("model.matcher")
         if matcher is not None and self.model is not None:

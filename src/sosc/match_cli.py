@@ -134,6 +134,7 @@ def command(argv: Sequence[str] | None = None) -> None:
 
     opts = build_parser().parse_args(argv)
     try:
+        kbc_config_from(opts)  # an out-of-range --kbc.* option answers before torch is imported
         with quiet():  # the package's known console noise (sosc.console)
             from sosc.inference import run  # torch and the matchers: only once the options parsed
 
@@ -143,3 +144,7 @@ def command(argv: Sequence[str] | None = None) -> None:
             raise
         print(f"sosc-match: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+if __name__ == "__main__":  # python -m sosc.match_cli, as the sosc-match script
+    command()

@@ -154,3 +154,22 @@ def test_train_time_windows_zoom_to_the_trained_matchers_scale(spair_tree):
     # at input 128 the default's box spans 96 input px (a 0.75 fill: here the full image), the
     # wide matcher's 128 (a fill of 1.0): a smaller window
     assert sides["wide"] < 0.9 * sides["default"], sides
+
+
+def test_a_data_module_reused_for_another_matcher_resolves_its_zoom_again(spair_tree):
+    """``use_matcher`` resolves the configuration asked for, not one resolved for an earlier
+    matcher (found by a review: a KBCNet fitted after a FeatureMatcher on one data module
+    trained at 96 px while its checkpoint said 160)."""
+
+    class Wide:
+        kbc_zoom_px = 160.0
+
+    root, _ = spair_tree
+    dm = SPair71kDataModule(root, input_size=64, num_workers=0, kbc=KBCConfig(train_p=1.0))
+    dm.use_matcher(lambda *a: None)
+    assert dm.kbc.zoom_px == 96.0
+    dm.use_matcher(Wide())
+    assert dm.kbc.zoom_px == 160.0
+    dm.kbc = KBCConfig(train_p=1.0, zoom_px=64.0)  # set by hand: kept
+    dm.use_matcher(Wide())
+    assert dm.kbc.zoom_px == 64.0

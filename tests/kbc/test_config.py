@@ -15,7 +15,8 @@ from sosc.kbc import KBCConfig, kbc_config, windows
     ("option", "value"),
     [("tau", -0.1), ("rho", 0.0), ("rho", 1.5), ("zoom_px", 0.0), ("min_zoom", 0.5), ("margin", -1.0),
      ("min_margin", -1.0), ("s_max", 0.5), ("robust_k", 0.0), ("pred_box_context", 0.9), ("cycle_keep", -0.1),
-     ("cycle_reject", -0.1), ("train_p", 1.5), ("rho", float("nan"))],
+     ("cycle_reject", -0.1), ("train_p", 1.5), ("rho", float("nan")), ("zoom_px", float("inf")),
+     ("s_max", float("inf"))],
 )
 def test_every_numeric_option_is_range_checked_and_named(option, value):
     with pytest.raises(ConfigError, match=f"KBC option {option} must be"):
@@ -70,3 +71,10 @@ class TestZoomPerMatcher:
     def test_any_other_word_is_refused_by_name(self, value):
         with pytest.raises(ConfigError, match="KBC option zoom_px must be"):
             KBCConfig(zoom_px=value)
+
+    def test_a_matchers_bad_zoom_is_named_as_the_matchers(self):
+        class Odd:
+            kbc_zoom_px = -3
+
+        with pytest.raises(ConfigError, match=r"Odd.kbc_zoom_px must be > 0 input pixels or None, got -3"):
+            KBCConfig().for_matcher(Odd())

@@ -261,7 +261,12 @@ class PairDataModule(L.LightningDataModule):
         :data:`~sosc.kbc.config.DEFAULT_ZOOM_PX`."""
         if self.kbc is None:
             return
-        self.kbc = self.kbc.for_matcher(matcher)
+        # the configuration asked for, not one resolved for an earlier matcher: a data module
+        # reused for another model resolves "auto" again
+        asked, resolved = getattr(self, "_kbc_resolution", (None, None))
+        requested = asked if (resolved is not None and self.kbc is resolved) else self.kbc
+        self.kbc = requested.for_matcher(matcher)
+        self._kbc_resolution = (requested, self.kbc)
         if "train" in self.datasets:
             self.datasets["train"].window_fn = self.train_window_fn()
 

@@ -141,7 +141,14 @@ class KBCConfig:
         if self.zoom_px != "auto":
             return self
         own = getattr(matcher, "kbc_zoom_px", None) if matcher is not None else None
-        return dataclasses.replace(self, zoom_px=float(own) if own is not None else DEFAULT_ZOOM_PX)
+        if own is None:
+            return dataclasses.replace(self, zoom_px=DEFAULT_ZOOM_PX)
+        try:
+            check_kbc_options(zoom_px=own)
+        except ConfigError:
+            raise ConfigError(f"{type(matcher).__name__}.kbc_zoom_px must be > 0 input pixels or None, got {own!r} "
+                              "(the zoom KBC uses for it with zoom_px='auto')") from None
+        return dataclasses.replace(self, zoom_px=float(own))
 
     @property
     def leaks_answer(self) -> bool:
@@ -177,5 +184,5 @@ def check_kbc_options(**options: float) -> None:
     """
     for name, value in options.items():
         ok, text = _RANGES[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or not ok(float(value)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(float(value)):
             raise ConfigError(f"KBC option {name} must be {text}, got {value}")
