@@ -36,3 +36,35 @@ class TestChoosePass2:
     def test_cycle_needs_both_errors(self):
         with pytest.raises(ValueError, match="cycle errors"):
             choose_pass2(KBCConfig(choice="cycle"), torch.ones(1, 2, dtype=torch.bool))
+
+
+class TestShapeChoice:
+    """``choice="shape"``: each keypoint keeps pass 2 unless pass 1 lies more than
+    ``shape_margin`` times nearer to the similarity fitted to pass 2."""
+
+    @staticmethod
+    def passes():
+        src = torch.tensor([[[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0], [5.0, 5.0], [5.0, 0.0]]])
+        second = 2 * src + 1.0  # pass 2 follows the layout...
+        second[0, 4] += torch.tensor([10.0, 0.0])  # ...but one keypoint is 10 px off it
+        first = second.clone() + 40.0  # pass 1 is far off everywhere...
+        first[0, 4] = 2 * src[0, 4] + 1.0 + torch.tensor([7.0, 0.0])  # ...except there: 7 px off
+        first[0, 5] = 2 * src[0, 5] + 1.0  # and on the layout exactly at the last keypoint
+        return src, first, second
+
+    def test_the_default_margin_gives_the_zoomed_pass_the_benefit_of_the_doubt(self):
+        src, first, second = self.passes()
+        valid = torch.ones(1, 6, dtype=torch.bool)
+        keep2 = choose_pass2(KBCConfig(), valid, first=first, second=second, src_kps=src)
+        # 7 px against 10 px is not 1.5 times nearer: pass 2; 0 px against 0 px: pass 2 too (ties)
+        assert KBCConfig().shape_margin == 1.5 and keep2.tolist() == [[True] * 6]
+
+    def test_margin_one_keeps_the_nearer_pass(self):
+        src, first, second = self.passes()
+        valid = torch.tensor([[True, True, True, True, True, False]])
+        keep2 = choose_pass2(KBCConfig(shape_margin=1.0), valid, first=first, second=second, src_kps=src)
+        assert keep2.tolist() == [[True, True, True, True, False, False]]  # invalid keypoints: never pass 2
+
+    def test_shape_needs_both_passes(self):
+        with pytest.raises(ValueError, match="both passes"):
+            choose_pass2(KBCConfig(), torch.ones(1, 2, dtype=torch.bool))

@@ -78,10 +78,10 @@ def test_portrait_grace_hopper_to_astronaut(matcher, photos):
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "known, issue #11: astronaut -> grace_hopper is 29.0 px plain and 31.3 px with KBC's defaults "
-    "(chosen on the real-semantic val split: min_zoom=1.5, which gives 23.5 px here, scores 28.8 PCK@0.1 there against 30.2 "
-    "there); the zoom fixes both eye corners (81 -> 36, 51 -> 41 px) and the shape choice keeps two "
-    "mouth/nose predictions that pass 1 had better"))
+    "known, issue #11: astronaut -> grace_hopper is 29.0 px plain and 30.5 px with KBC's defaults "
+    "(chosen on the real-semantic val split; min_zoom=1.5 gives 26.1 px here but scores lower there); the "
+    "zoom fixes both eye corners (81 -> 36, 51 -> 41 px) and the shape choice keeps pass 2's nose tip and "
+    "image-left mouth corner (40, 58 px) where pass 1 had 9 and 18 px"))
 def test_portrait_astronaut_to_grace_hopper(matcher, photos):
     (src_img, src_kps), (trg_img, trg_kps) = photos["astronaut"], photos["grace_hopper"]
     with torch.no_grad():

@@ -3,8 +3,9 @@
 - ``choice="pass2"`` keeps the zoomed pass for every keypoint of a zoomed pair.
 - ``choice="shape"`` uses the source keypoints' layout as a prior: a similarity transform
   (scale, rotation, translation) from the source keypoints to the zoomed pass's predictions is
-  fitted robustly (:func:`fit_similarity`), and each keypoint keeps whichever pass lies nearer
-  to where the fitted transform puts it. No extra matcher pass.
+  fitted robustly (:func:`fit_similarity`), and each keypoint keeps pass 2 unless pass 1 lies
+  more than ``shape_margin`` (1.5) times nearer to where the fitted transform puts it. No extra
+  matcher pass.
 - ``choice="cycle"`` uses forward-backward (cycle) consistency: each candidate target keypoint
   is matched back to the source (pass 1 through the full images, pass 2 through the windows),
   and a keypoint keeps pass 1 where pass 1 comes back close to its source keypoint while
@@ -99,8 +100,9 @@ def choose_pass2(
         if first is None or second is None or src_kps is None:
             raise ValueError("choice='shape' needs both passes' predictions and the source keypoints")
         fitted = fit_similarity(src_kps, second, valid)
-        near2 = torch.linalg.vector_norm(second - fitted, dim=-1) <= torch.linalg.vector_norm(first - fitted, dim=-1)
-        return valid & near2
+        dist2 = torch.linalg.vector_norm(second - fitted, dim=-1)
+        dist1 = torch.linalg.vector_norm(first - fitted, dim=-1)
+        return valid & (dist2 <= config.shape_margin * dist1)
     if cycle_first is None or cycle_second is None:
         raise ValueError("choice='cycle' needs the cycle errors of both passes")
     keep_first = (cycle_first < config.cycle_keep) & (cycle_second > config.cycle_reject)

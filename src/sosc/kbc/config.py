@@ -79,6 +79,9 @@ class KBCConfig:
             pass 1 where pass 1's forward-backward check passes (``cycle_keep``) and pass 2's
             fails (``cycle_reject``), at two reverse matcher passes on the zoomed pairs
             (:mod:`sosc.kbc.choice`).
+        shape_margin: ``choice="shape"``: a keypoint keeps pass 2 unless pass 1 lies more than
+            this many times nearer to the fitted position (``1``: whichever is nearer; above 1
+            the zoomed pass, which sees the object larger, gets the benefit of the doubt).
         zoom_passes: zoomed passes per pair: ``1``, or ``2``: where the box of pass 2's
             predictions asks for a window at least ``min_zoom`` times smaller than pass 2's
             target window, a pass 3 runs on it (the target found, then seen closer).
@@ -106,6 +109,7 @@ class KBCConfig:
     robust_k: float = 2.5
     pred_box_context: float = 1.0
     choice: Choice = "shape"
+    shape_margin: float = 1.5
     cycle_keep: float = 0.2
     cycle_reject: float = 0.5
     zoom_passes: int = 1
@@ -120,6 +124,7 @@ class KBCConfig:
             tau=self.tau, rho=self.rho, margin=self.margin, min_margin=self.min_margin, s_max=self.s_max,
             train_p=self.train_p, min_zoom=self.min_zoom, robust_k=self.robust_k,
             pred_box_context=self.pred_box_context, cycle_keep=self.cycle_keep, cycle_reject=self.cycle_reject,
+            shape_margin=self.shape_margin,
         )
         if self.zoom_px is not None and self.zoom_px != "auto":
             check_kbc_options(zoom_px=self.zoom_px)
@@ -167,6 +172,7 @@ _RANGES = {
     "s_max": (lambda v: v >= 1.0, ">= 1 (the largest zoom factor)"),
     "robust_k": (lambda v: v > 0.0, "> 0 median distances"),
     "pred_box_context": (lambda v: v >= 1.0, ">= 1"),
+    "shape_margin": (lambda v: v > 0.0, "> 0 (1: the pass nearer to the fitted position)"),
     "cycle_keep": (lambda v: v >= 0.0, ">= 0 (a fraction of the source keypoint box's side)"),
     "cycle_reject": (lambda v: v >= 0.0, ">= 0 (a fraction of the source keypoint box's side)"),
     "train_p": (lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]"),
