@@ -74,8 +74,9 @@ class KBCConfig:
         pred_box_context: ``pred-box`` only: the target window's side is multiplied by this
             (``>= 1``: more context around boxes predicted by an imperfect pass 1).
         choice: which pass each keypoint of a zoomed pair keeps: ``"pass2"`` (the zoomed pass);
-            ``"shape"``: the pass nearer to where a similarity transform fitted robustly from the
-            source keypoints to the zoomed predictions puts it (no extra pass); or ``"cycle"``:
+            ``"shape"``: pass 2 unless pass 1 is ``shape_margin`` times nearer to where a
+            similarity transform fitted robustly from the source keypoints to the zoomed
+            predictions puts it (no extra pass); or ``"cycle"``:
             pass 1 where pass 1's forward-backward check passes (``cycle_keep``) and pass 2's
             fails (``cycle_reject``), at two reverse matcher passes on the zoomed pairs
             (:mod:`sosc.kbc.choice`).
