@@ -17,7 +17,7 @@ import torch
 from sosc.kbc import KBCConfig
 from sosc.kbc.choice import choose_pass2
 
-SHAPE = KBCConfig(choice="shape")  # the default choice: sosc.kbc.choice
+SHAPE = KBCConfig(choice="shape")  # the default choice: sosc.kbc.choice (--margin replaces its shape_margin)
 
 
 def bin_of(pair: dict) -> str:
@@ -72,8 +72,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("cache")
     parser.add_argument("--alpha", type=float, default=0.1)
+    parser.add_argument("--margin", type=float, default=None,
+                        help=f"the shape choice's shape_margin (default {KBCConfig.shape_margin}, KBCConfig's)")
     parser.add_argument("--rules", nargs="+", default=["plain", "zoom", "shape", "cycle", "cycle_t0.1", "cycle2_t0.1", "conf", "best"])
     opts = parser.parse_args()
+    if opts.margin is not None:
+        global SHAPE
+        SHAPE = KBCConfig(choice="shape", shape_margin=opts.margin)
     data = torch.load(opts.cache, weights_only=False)
     result = score(data, opts.alpha)
     bins = sorted({b for cells in result["table"].values() for b in cells if b != "all"},
