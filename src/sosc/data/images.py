@@ -166,13 +166,20 @@ def _damaged_header(path: Path) -> bool:
     return any(head.startswith(magic) for magic in _MAGIC)
 
 
+#: The advice after a dataset image's error (a missing file, a file in no format PIL reads, a
+#: truncated or damaged one); ``sosc-match`` passes its own.
+IF_MISSING = "re-extract the dataset or fix the annotation"
+IF_UNREADABLE = "the file is corrupt; re-download it"
+IF_DAMAGED = "re-download or re-extract it"
+
+
 def read_image(
     path: Path,
     error: type[SoscError] = DatasetError,
-    if_missing: str = "re-extract the dataset or fix the annotation",
-    if_unreadable: str = "the file is corrupt; re-download it",
+    if_missing: str = IF_MISSING,
+    if_unreadable: str = IF_UNREADABLE,
     *,
-    if_damaged: str = "re-download or re-extract it",
+    if_damaged: str = IF_DAMAGED,
     orientation: Orientation = "stored",
     background: float | str | Sequence[float] = "white",
 ) -> torch.Tensor:
@@ -230,9 +237,9 @@ def read_image_8bit(
     path: Path,
     error: type[SoscError] = DatasetError,
     *,
-    if_missing: str = "re-extract the dataset or fix the annotation",
-    if_unreadable: str = "the file is corrupt; re-download it",
-    if_damaged: str = "re-download or re-extract it",
+    if_missing: str = IF_MISSING,
+    if_unreadable: str = IF_UNREADABLE,
+    if_damaged: str = IF_DAMAGED,
     orientation: Orientation = "stored",
 ) -> Image.Image | torch.Tensor:
     """The image at ``path`` as a decoded 8-bit ``RGB`` PIL image when its mode is plain 8-bit
@@ -259,7 +266,7 @@ def image_size(path: Path) -> tuple[int, int]:
             w, h = im.size
             _check_stored_orientation(im, Path(path))
     except FileNotFoundError as err:
-        raise DatasetError(f"image {path} is missing: re-extract the dataset or fix the annotation") from err
+        raise DatasetError(f"image {path} is missing: {IF_MISSING}") from err
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise DatasetError(f"image {path} cannot be read ({err}): the file is corrupt; re-download it") from err
+        raise DatasetError(f"image {path} cannot be read ({err}): {IF_UNREADABLE}") from err
     return int(h), int(w)
