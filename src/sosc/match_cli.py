@@ -43,10 +43,9 @@ def add_kbc_options(parser: argparse.ArgumentParser) -> None:
             continue
         default = field.default
         kind = {bool: _boolean, float: float, int: int}.get(type(default), str)
-        if field.name == "zoom_px":
-            kind = _zoom_px
         text = f"default {default}"
         if field.name == "zoom_px":
+            kind = _zoom_px
             text += f" (the matcher's kbc_zoom_px, else {DEFAULT_ZOOM_PX:g}; a number of input pixels; none: the fill ratio rho)"
         group.add_argument(f"--kbc.{field.name}", dest=f"kbc_{field.name}", type=kind, default=default,
                            metavar=field.name.upper(), help=text)
