@@ -47,6 +47,9 @@ def add_kbc_options(parser: argparse.ArgumentParser) -> None:
         if field.name == "zoom_px":
             kind = _zoom_px
             text += f" (the matcher's kbc_zoom_px, else {DEFAULT_ZOOM_PX:g}; a number of input pixels; none: the fill ratio rho)"
+        elif field.name == "pass1_src_px":
+            kind = _px_or_none
+            text += " (input pixels; none: pass 1 on the full source)"
         group.add_argument(f"--kbc.{field.name}", dest=f"kbc_{field.name}", type=kind, default=default,
                            metavar=field.name.upper(), help=text)
 
@@ -65,6 +68,16 @@ def _zoom_px(text: str) -> float | str | None:
         return None
     if value == "auto":
         return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        return text  # KBCConfig refuses it, naming the option and what it takes
+
+
+def _px_or_none(text: str) -> float | str | None:
+    """``--kbc.pass1_src_px``: input pixels or ``none``."""
+    if text.strip().lower() in ("none", "null"):
+        return None
     try:
         return float(text)
     except ValueError:

@@ -240,7 +240,7 @@ class KBCDecisions(Metric):
     mask and ``(B,)`` pair ids; ``compute()`` returns counts keyed as
     :meth:`sosc.kbc.KBCOutput.counts` (``pairs``, ``pairs <reason>`` for each of
     :data:`sosc.kbc.plan.REASONS`, ``keypoints``, ``keypoints zoomed, pass 2 kept``,
-    ``keypoints zoomed, pass 1 kept``). A pair id seen twice (a distributed sampler's padding)
+    ``keypoints zoomed, pass 1 kept``, ``pairs source shrunk in pass 1``). A pair id seen twice (a distributed sampler's padding)
     counts once, so the distributed result equals the single-process one.
     """
 
@@ -253,6 +253,7 @@ class KBCDecisions(Metric):
         self.add_state("valid", default=[], dist_reduce_fx="cat")  # (P,) valid keypoints
         self.add_state("zoomed_pass2", default=[], dist_reduce_fx="cat")  # (P,)
         self.add_state("zoomed_pass1", default=[], dist_reduce_fx="cat")  # (P,)
+        self.add_state("shrunk", default=[], dist_reduce_fx="cat")  # (P,) pass 1 shrank the source
         self.add_state("ids", default=[], dist_reduce_fx="cat")  # (P,)
 
     def update(self, info, valid: torch.Tensor, ids: torch.Tensor | None = None) -> None:
@@ -265,6 +266,9 @@ class KBCDecisions(Metric):
         self.valid.append(valid.sum(-1))
         self.zoomed_pass2.append((zoomed & pass2).sum(-1))
         self.zoomed_pass1.append((zoomed & ~pass2).sum(-1))
+        shrunk = getattr(info, "pass1_shrunk", None)
+        self.shrunk.append(torch.zeros(batch, dtype=torch.long, device=valid.device) if shrunk is None
+                           else shrunk.to(valid.device).long())
         self.ids.append(ids)
 
     def compute(self) -> dict[str, int]:
@@ -278,6 +282,7 @@ class KBCDecisions(Metric):
         out = {"pairs": int(keep.sum())}
         for code, name in enumerate(REASONS):
             out[f"pairs {name}"] = int((reason == code).sum())
+        out["pairs source shrunk in pass 1"] = int(_cat(self.shrunk)[keep].sum())
         out["keypoints"] = int(_cat(self.valid)[keep].sum())
         out["keypoints zoomed, pass 2 kept"] = int(_cat(self.zoomed_pass2)[keep].sum())
         out["keypoints zoomed, pass 1 kept"] = int(_cat(self.zoomed_pass1)[keep].sum())
@@ -290,7 +295,7 @@ def decisions_line(counts: dict[str, int]) -> str:
     >>> decisions_line({"pairs": 10, "pairs zoomed": 6, "pairs large enough": 4, "pairs no box": 0,
     ...                 "pairs kbc off": 0, "keypoints": 50, "keypoints zoomed, pass 2 kept": 28,
     ...                 "keypoints zoomed, pass 1 kept": 2})
-    'KBC zoomed 6 of 10 pairs (4 large enough, 0 without a box); of their 30 keypoints 28 kept pass 2 and 2 kept pass 1 (the choice); the other 20 keypoints are pass 1 (no zoom)'
+    'KBC zoomed 6 of 10 pairs (4 large enough, 0 without a box); of their 30 keypoints 28 kept pass 2 and 2 kept pass 1 (the choice); the other 20 keypoints are the plain pass (no zoom)'
     """
     pairs = counts.get("pairs", 0)
     if counts.get("pairs kbc off", 0) == pairs:
@@ -298,6 +303,9 @@ def decisions_line(counts: dict[str, int]) -> str:
     kept2 = counts.get("keypoints zoomed, pass 2 kept", 0)
     kept1 = counts.get("keypoints zoomed, pass 1 kept", 0)
     rest = counts.get("keypoints", 0) - kept2 - kept1
-    return (f"KBC zoomed {counts.get('pairs zoomed', 0)} of {pairs} pairs ({counts.get('pairs large enough', 0)} "
+    shrunk = counts.get("pairs source shrunk in pass 1", 0)
+    first = f"pass 1 shrank the source of {shrunk} pairs (pass1_src_px); " if shrunk else ""
+    return (first + f"KBC zoomed {counts.get('pairs zoomed', 0)} of {pairs} pairs ({counts.get('pairs large enough', 0)} "
             f"large enough, {counts.get('pairs no box', 0)} without a box); of their {kept2 + kept1} keypoints "
-            f"{kept2} kept pass 2 and {kept1} kept pass 1 (the choice); the other {rest} keypoints are pass 1 (no zoom)")
+            f"{kept2} kept pass 2 and {kept1} kept pass 1 (the choice); the other {rest} keypoints are the plain "
+            "pass (no zoom)")

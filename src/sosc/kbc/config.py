@@ -52,6 +52,12 @@ class KBCConfig:
             (``KBCNet``: 160), else :data:`DEFAULT_ZOOM_PX` (96) (:meth:`for_matcher`; the
             wrapper, the LightningModule and the data module's train-time windows resolve it).
             ``None`` uses METHOD.md's fixed fill ratio ``rho`` with trigger ``tau`` instead.
+        pass1_src_px: ``pred-box`` only: pass 1 sees the source **shrunk** so that its grown
+            keypoint box spans at most this many input pixels (zero padding around it), so that
+            a target object several times smaller than the source object is found; pairs whose
+            target then does not zoom get the plain pass instead (one extra pass, as a zoomed
+            pair's pass 2). ``None``: pass 1 is the plain pass
+            (:func:`~sosc.kbc.windows.pass1_source_windows`).
         min_zoom: with ``zoom_px``, an image zooms only where its window is at least this many
             times smaller than the whole image (smaller zooms are not worth a second pass).
         tau: with ``zoom_px=None``: trigger threshold on ``max(box_w, box_h) / max(W, H)``;
@@ -99,6 +105,7 @@ class KBCConfig:
     enabled: bool = True
     target: Target = "pred-box"
     zoom_px: float | Literal["auto"] | None = "auto"
+    pass1_src_px: float | None = None
     min_zoom: float = 1.25
     tau: float = 0.5
     rho: float = 0.7
@@ -129,6 +136,8 @@ class KBCConfig:
         )
         if self.zoom_px is not None and self.zoom_px != "auto":
             check_kbc_options(zoom_px=self.zoom_px)
+        if self.pass1_src_px is not None:
+            check_kbc_options(pass1_src_px=self.pass1_src_px)
         if self.zoom_passes not in (1, 2):
             raise ConfigError(f"KBC option zoom_passes must be 1 or 2, got {self.zoom_passes}")
 
@@ -167,6 +176,7 @@ _RANGES = {
     "tau": (lambda v: v >= 0.0, ">= 0 (0 never triggers)"),
     "rho": (lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
     "zoom_px": (lambda v: v > 0.0, "> 0 input pixels (or \"auto\": the matcher's own; None: the fill ratio rho)"),
+    "pass1_src_px": (lambda v: v > 0.0, "> 0 input pixels (or None: pass 1 on the full source)"),
     "min_zoom": (lambda v: v >= 1.0, ">= 1"),
     "margin": (lambda v: v >= 0.0, ">= 0"),
     "min_margin": (lambda v: v >= 0.0, ">= 0 pixels"),

@@ -376,6 +376,55 @@ def pair_windows(
     return src_win, trg_win, src_trig, trg_trig
 
 
+def pass1_source_windows(
+    box: torch.Tensor,
+    image_size_hw: SizeLike,
+    input_size: int | Sequence[int],
+    span_px: float | None = KBCConfig.pass1_src_px,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pass 1's source window: the source **shrunk** so that its grown keypoint box spans at
+    most ``span_px`` input pixels along its longer side (``docs/METHOD.md``, pass 1).
+
+    A target object several times smaller than the source object is not found by a matcher
+    that sees the source at full size (the features of the two differ by that scale); seen
+    smaller, the source meets a small target nearer its scale, and a large target is still
+    found well enough for pass 2 to zoom on it. Where the whole image already puts the box
+    under ``span_px`` input pixels, the window is the full image. Otherwise it is the window
+    of the input's aspect ``a = S_w / S_h``, ``w = max(box_w, a * box_h) * S_w / span_px``
+    wide, centred on the box: larger than the image, the rest zero padding at resampling.
+
+    Args:
+        box: ``(B, 4)`` the grown source box (:func:`kbc_box`), original pixels; NaN rows: no box.
+        image_size_hw: ``(2,)`` or ``(B, 2)`` original ``(H, W)``.
+        input_size: network input ``(S_h, S_w)`` or an int.
+        span_px: input pixels, ``> 0``; ``None``: never shrink.
+
+    Returns:
+        ``windows`` ``(B, 4)`` (the full image where not shrunk), ``shrunk`` ``(B,)`` bool.
+
+    >>> w, shrunk = pass1_source_windows(torch.tensor([[100.0, 100.0, 300.0, 200.0], [0.0, 0.0, 40.0, 40.0]]),
+    ...                                  torch.tensor([400.0, 400.0]), 256, 64.0)
+    >>> w.tolist(), shrunk.tolist()
+    ([[-200.0, -250.0, 600.0, 550.0], [0.0, 0.0, 400.0, 400.0]], [True, False])
+    """
+    box = as_box(box)
+    hw = sizes_like(image_size_hw, box).expand(*box.shape[:-1], 2)
+    full = full_windows(hw)
+    if span_px is None:
+        return full, torch.zeros(box.shape[:-1], dtype=torch.bool, device=box.device)
+    check_kbc_options(pass1_src_px=span_px)
+    s_h, s_w = as_size(input_size)
+    aspect = s_w / s_h
+    box_w, box_h = box[..., 2] - box[..., 0], box[..., 3] - box[..., 1]
+    w = torch.maximum(box_w, aspect * box_h) * s_w / span_px
+    h = w / aspect
+    w_full = torch.maximum(hw[..., 1], aspect * hw[..., 0])
+    shrunk = torch.isfinite(box).all(-1) & (w > w_full)
+    cx, cy = 0.5 * (box[..., 0] + box[..., 2]), 0.5 * (box[..., 1] + box[..., 3])
+    window = torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=-1)
+    return torch.where(shrunk[..., None], window, full), shrunk
+
+
 def kbc_windows_for_points(
     points: torch.Tensor,
     valid: torch.Tensor | None,

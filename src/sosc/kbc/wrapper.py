@@ -1,6 +1,7 @@
 """:class:`KBCWrapper`: KBC around any matcher, and :class:`KBCOutput`, what it decided.
 
-The flow of one batch: pass 1 (:func:`~sosc.kbc.passes.match_plain`) on the full images;
+The flow of one batch: pass 1 (:func:`~sosc.kbc.passes.match_in_windows`) on the full target
+and the source, shrunk where its keypoint box is large (:func:`~sosc.kbc.windows.pass1_source_windows`);
 the target box of the chosen mode (:func:`~sosc.kbc.plan.target_box`); both windows, the
 guard and the pairs that zoom (:func:`~sosc.kbc.plan.plan_windows`); pass 2
 (:func:`~sosc.kbc.passes.match_in_windows`) on those pairs only; which pass each keypoint
@@ -21,18 +22,17 @@ from sosc.errors import ConfigError, ShapeError, check_shape
 from sosc.geometry import as_size, full_windows, image_sizes
 from sosc.kbc.choice import choose_pass2, cycle_errors
 from sosc.kbc.config import KBCConfig
-from sosc.kbc.inputs import check_wrapper_input_size
+from sosc.kbc.inputs import check_original_inputs, check_wrapper_input_size
 from sosc.kbc.passes import (
     Images,
     batch_size,
     confidence_of,
     index_images,
     match_in_windows,
-    match_plain,
     valid_or_all,
 )
 from sosc.kbc.plan import REASONS, check_target_inputs, merge_pass2, plan_windows, target_box
-from sosc.kbc.windows import kbc_box, kbc_windows, zoom_params
+from sosc.kbc.windows import kbc_box, kbc_windows, pass1_source_windows, zoom_params
 from sosc.matchers.base import MatchOutput
 
 
@@ -42,8 +42,11 @@ class KBCOutput:
 
     Attributes:
         kps: ``(B, N, 2)`` predicted target keypoints, original target pixels (KBC result).
-        plain_kps: ``(B, N, 2)`` the pass-1 (plain, full-image) prediction, original pixels:
-            the "without KBC" result at no extra cost.
+        plain_kps: ``(B, N, 2)`` the plain (full-image) prediction, original pixels: the
+            "without KBC" result. It is pass 1 where pass 1 saw the whole source; where pass 1
+            shrank the source (``pass1_shrunk``), the plain pass run for pairs that did not zoom,
+            or for every pair under ``forward_with_info(with_plain=True)`` (NaN rows for zoomed
+            pairs otherwise).
         src_window, trg_window: ``(B, 4)`` the windows that produced ``kps`` (full images
             where the pair kept pass 1).
         src_box, trg_box: ``(B, 4)`` the grown boxes that defined the windows (NaN: none).
@@ -54,6 +57,8 @@ class KBCOutput:
             of zoomed pairs that the choice kept; :mod:`sosc.kbc.choice`).
         confidence: ``(B, N)`` the matcher's confidence of the kept pass, or ``None``.
         target: the target mode; ``"oracle"`` results leak the answer.
+        pass1_shrunk: ``(B,)`` bool, pass 1 saw the source shrunk (``KBCConfig.pass1_src_px``,
+            :func:`~sosc.kbc.windows.pass1_source_windows`), or ``None``.
     """
 
     kps: torch.Tensor
@@ -69,6 +74,7 @@ class KBCOutput:
     from_pass2: torch.Tensor
     confidence: torch.Tensor | None
     target: str
+    pass1_shrunk: torch.Tensor | None = None
 
     @property
     def leaks_answer(self) -> bool:
@@ -89,6 +95,8 @@ class KBCOutput:
         for code, name in enumerate(REASONS):
             out[f"pairs {name}"] = int((self.reason == code).sum())
         zoomed = valid & self.refined[:, None]
+        if self.pass1_shrunk is not None:
+            out["pairs source shrunk in pass 1"] = int(self.pass1_shrunk.sum())
         out["keypoints"] = int(valid.sum())
         out["keypoints zoomed, pass 2 kept"] = int((zoomed & self.from_pass2).sum())
         out["keypoints zoomed, pass 1 kept"] = int((zoomed & ~self.from_pass2).sum())
@@ -120,7 +128,10 @@ class KBCWrapper(nn.Module):
     bool or ``None``; returns ``(B, N, 2)`` original target pixels.
     :meth:`forward_with_info` returns a :class:`KBCOutput` with the windows and flags.
 
-    Pass 1 runs the plain path (full images) on the whole batch. The source window comes
+    Pass 1 runs on the whole batch: the full target, and the source shrunk so that its keypoint
+    box spans at most ``pass1_src_px`` input pixels (the full source where it already does, or
+    with ``pass1_src_px=None``; ``pred-box`` only). Pairs whose pass 1 shrank the source and
+    that do not zoom get the plain pass instead. The source window comes
     from the source keypoints; the target window from ``target``: ``"pred-box"`` the pass-1
     predictions (valid only), ``"object-bbox"`` ``trg_bbox`` ``(B, 4)`` original target
     pixels (NaN rows: no trigger), ``"oracle"`` ``trg_kps`` ``(B, N, 2)`` (leaks the answer).
@@ -175,7 +186,8 @@ class KBCWrapper(nn.Module):
         c = self.config
         zoom = f"zoom_px={c.zoom_px}, min_zoom={c.min_zoom}" if c.zoom_px is not None else f"tau={c.tau}, rho={c.rho}"
         return (f"input_size={self.input_size}, target={c.target!r}, enabled={c.enabled}, {zoom}, s_max={c.s_max}, "
-                f"match_scales={c.match_scales}, choice={c.choice!r}")
+                f"match_scales={c.match_scales}, choice={c.choice!r}"
+                + (f", pass1_src_px={c.pass1_src_px}" if c.pass1_src_px is not None else ""))
 
     def forward(
         self,
@@ -187,7 +199,7 @@ class KBCWrapper(nn.Module):
         trg_kps: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``(B, N, 2)`` predicted target keypoints, original target pixels (see the class)."""
-        return self.forward_with_info(src_img, trg_img, src_kps, valid, trg_bbox, trg_kps).kps
+        return self.forward_with_info(src_img, trg_img, src_kps, valid, trg_bbox, trg_kps, with_plain=False).kps
 
     def forward_with_info(
         self,
@@ -197,8 +209,14 @@ class KBCWrapper(nn.Module):
         valid: torch.Tensor | None = None,
         trg_bbox: torch.Tensor | None = None,
         trg_kps: torch.Tensor | None = None,
+        with_plain: bool = True,
     ) -> KBCOutput:
-        """Like ``forward``, returning a :class:`KBCOutput` (windows, triggers, pass-1 result)."""
+        """Like ``forward``, returning a :class:`KBCOutput` (windows, triggers, the plain result).
+
+        ``with_plain``: also run the plain pass on the zoomed pairs whose pass 1 shrank the
+        source (``pass1_src_px``), so that ``plain_kps`` holds the result without KBC for every
+        pair (one more matcher pass on those pairs, for comparison only; ``forward`` does not).
+        """
         cfg = self.config
         check_shape("src_kps", src_kps, ("B", "N", 2))
         b, n = src_kps.shape[:2]
@@ -211,14 +229,34 @@ class KBCWrapper(nn.Module):
         src_size = image_sizes(src_img).to(device, dtype)
         trg_size = image_sizes(trg_img).to(device, dtype)
 
-        plain, out1 = match_plain(self.matcher, src_img, trg_img, src_kps, valid, self.input_size)
-        conf1 = confidence_of(out1)
+        check_original_inputs(src_img, trg_img, src_kps, valid)
         src_box = kbc_box(src_kps.detach(), valid, cfg.margin, cfg.min_margin)
-        trg_box = (target_box(cfg, plain, valid, trg_bbox, trg_kps, src_kps, src_box) if cfg.enabled
+        src_full, trg_full = full_windows(src_size), full_windows(trg_size)
+        shrink = cfg.pass1_src_px if cfg.enabled and cfg.target == "pred-box" else None
+        pass1_win, shrunk = pass1_source_windows(src_box, src_size, self.input_size, shrink)
+        first, out1 = match_in_windows(self.matcher, src_img, trg_img, src_kps, valid, pass1_win, trg_full,
+                                       self.input_size)
+        conf1 = confidence_of(out1)
+        trg_box = (target_box(cfg, first, valid, trg_bbox, trg_kps, src_kps, src_box) if cfg.enabled
                    else torch.full_like(src_box, float("nan")))
         plan = plan_windows(cfg, src_box, trg_box, src_size, trg_size, self.input_size)
 
-        kps, conf = plain, conf1
+        # the plain pass where pass 1 shrank the source: the answer of the pairs that do not
+        # zoom, and (plain=True) the "without KBC" result of the ones that do
+        plain, conf_plain = first, conf1
+        redo = (shrunk & (~plan.refined | with_plain)).nonzero().flatten()
+        if redo.numel() > 0:
+            kps_r, out_r = match_in_windows(self.matcher, index_images(src_img, redo), index_images(trg_img, redo),
+                                            src_kps[redo], valid[redo], src_full[redo], trg_full[redo],
+                                            self.input_size)
+            plain = merge_pass2(first, kps_r.to(first.dtype), redo)
+            conf_r = confidence_of(out_r)
+            if conf1 is not None and conf_r is not None:
+                conf_plain = merge_pass2(conf1, conf_r.to(conf1.dtype), redo)
+        unknown = shrunk & plan.refined & (not with_plain)
+        plain = torch.where(unknown[:, None, None], torch.full_like(plain, float("nan")), plain)
+
+        kps, conf = plain, conf_plain
         from_pass2 = torch.zeros_like(valid)
         index = plan.refined.nonzero().flatten()
         if index.numel() > 0:
@@ -229,15 +267,15 @@ class KBCWrapper(nn.Module):
                 trg_win = self._zoom_again(src_i, trg_i, src_kps[index], valid[index], src_box[index], kps2, out2,
                                            plan.src_window[index], plan.trg_window[index], trg_size[index])
                 kps2, out2, plan.trg_window[index] = trg_win
-            use2 = self._choose(src_i, trg_i, src_kps[index], valid[index], src_box[index], plain[index], kps2,
-                                plan.src_window[index], plan.trg_window[index], src_size[index], trg_size[index])
-            kps = merge_pass2(plain, torch.where(use2[..., None], kps2.to(plain.dtype), plain[index]), index)
+            use2 = self._choose(src_i, trg_i, src_kps[index], valid[index], src_box[index], first[index], kps2,
+                                pass1_win[index], plan.src_window[index], plan.trg_window[index], trg_size[index])
+            kps = merge_pass2(plain, torch.where(use2[..., None], kps2.to(first.dtype), first[index]), index)
             from_pass2 = merge_pass2(from_pass2, use2, index)
             conf2 = confidence_of(out2)
             if conf1 is not None and conf2 is not None:
-                conf = merge_pass2(conf1, torch.where(use2, conf2.to(conf1.dtype), conf1[index]), index)
+                conf = merge_pass2(conf_plain, torch.where(use2, conf2.to(conf1.dtype), conf1[index]), index)
         return KBCOutput(kps, plain, plan.src_window, plan.trg_window, src_box, trg_box, plan.src_triggered,
-                         plan.trg_triggered, plan.refined, plan.reason, from_pass2, conf, cfg.target)
+                         plan.trg_triggered, plan.refined, plan.reason, from_pass2, conf, cfg.target, shrunk)
 
     def _zoom_again(self, src_img, trg_img, src_kps, valid, src_box, kps2, out2, src_win, trg_win, trg_size):
         """``zoom_passes=2``: where the target box of the zoomed pass's predictions asks for a
@@ -262,16 +300,16 @@ class KBCWrapper(nn.Module):
             out2 = MatchOutput(kps=kps2, confidence=merge_pass2(conf2, conf3, pick))
         return kps2, out2, trg_win
 
-    def _choose(self, src_img, trg_img, src_kps, valid, src_box, plain, kps2, src_win, trg_win, src_size,
+    def _choose(self, src_img, trg_img, src_kps, valid, src_box, first, kps2, pass1_win, src_win, trg_win,
                 trg_size) -> torch.Tensor:
         """``(K, N)`` which keypoints of the ``K`` zoomed pairs keep pass 2 (:mod:`sosc.kbc.choice`);
         ``choice="cycle"`` runs both passes' predictions back to the source first."""
         if self.config.choice == "pass2":
             return choose_pass2(self.config, valid)
         if self.config.choice == "shape":
-            return choose_pass2(self.config, valid, first=plain, second=kps2, src_kps=src_kps)
-        back1, _ = match_in_windows(self.matcher, trg_img, src_img, plain, valid, full_windows(trg_size),
-                                    full_windows(src_size), self.input_size)
+            return choose_pass2(self.config, valid, first=first, second=kps2, src_kps=src_kps)
+        back1, _ = match_in_windows(self.matcher, trg_img, src_img, first, valid, full_windows(trg_size),
+                                    pass1_win, self.input_size)
         back2, _ = match_in_windows(self.matcher, trg_img, src_img, kps2, valid, trg_win, src_win, self.input_size)
         return choose_pass2(self.config, valid, cycle_errors(src_kps, back1, src_box),
                             cycle_errors(src_kps, back2, src_box))
