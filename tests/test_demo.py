@@ -41,7 +41,7 @@ def test_one_fit_and_one_kbc_test_then_a_three_line_summary(demo):
     commands = [line for line in out.splitlines() if line.startswith("$ sosc ")]
     assert len(commands) == 2 and commands[0].startswith("$ sosc fit ") and commands[1].startswith("$ sosc test ")
     assert "--model.kbc.enabled true" in commands[1]  # the KBC run reports the plain pass 1 too
-    assert out.count("### PCK without KBC (pass 1 of the same run)") == 1 and out.count("### PCK with KBC") == 1
+    assert out.count("### PCK without KBC (the plain pass of the same run)") == 1 and out.count("### PCK with KBC") == 1
     last = out.strip().splitlines()[-3:]
     assert last[0] == (f"PCK@0.1 on the test split (3 pairs): {100 * result.plain:.1f} without KBC -> "
                        f"{100 * result.kbc:.1f} with KBC (pred-box)")

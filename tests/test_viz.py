@@ -63,7 +63,7 @@ class TestZoomedPair:
             assert ax.get_xlim() == (280, 320) and ax.get_ylim() == (220, 180)
             assert "zoom on KBC's window" in ax.get_title()
         rows = [ax.get_ylabel() for ax in by_label(fig, "full-src")]
-        assert rows == ["without KBC (pass 1)", "with KBC"]
+        assert rows == ["without KBC (plain pass)", "with KBC"]
 
     def test_windows_are_drawn_on_the_full_target_only_where_they_crop(self):
         fig = kbc_figure()

@@ -216,7 +216,7 @@ def build_app(ckpt: str | None = None, device: str = "cpu"):
         gr.Markdown("## sosc: match your own image pair\n"
                     "1. Drop a **source** and a **target** image. 2. Click the keypoints on the source "
                     "(or type `x,y x,y ...`). 3. Choose the matcher and press **Match**: the figure shows "
-                    "the prediction without KBC (pass 1) and with KBC, KBC's windows and a zoom on each.")
+                    "the prediction without KBC (the plain pass) and with KBC, KBC's windows and a zoom on each.")
         src_raw, points = gr.State(None), gr.State([])
         with gr.Row():
             src = gr.Image(label="source image: drop it, then click its keypoints", type="numpy", image_mode="RGB",

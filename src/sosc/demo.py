@@ -97,7 +97,7 @@ def summary(result: DemoResult) -> str:
 
 
 def _results(reports: Sequence) -> tuple[Mapping[str, float], Mapping[str, float]]:
-    """The plain (pass 1) and KBC results of a KBC test run's ``module.test_reports``."""
+    """The plain and KBC results of a KBC test run's ``module.test_reports``."""
     by_prefix = {report.prefix: report.result for report in reports}
     if "test_plain" not in by_prefix or "test" not in by_prefix:
         raise RuntimeError(f"the KBC test reported {sorted(by_prefix)}, expected test_plain and test")

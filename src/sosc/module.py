@@ -313,7 +313,7 @@ class CorrespondenceModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         reports = []
         if self.kbc_config.enabled:
-            reports.append(EvalReport("test_plain", "pck_plain", "PCK without KBC (pass 1 of the same run)",
+            reports.append(EvalReport("test_plain", "pck_plain", "PCK without KBC (the plain pass of the same run)",
                                       self.test_pck_plain.compute()))
         note = ""
         if self.kbc_config.enabled:

@@ -5,7 +5,7 @@ numbered (from 1) in its own colour, the same in every panel, joined across the 
 line of that colour. With ground truth, each prediction is drawn correct (a circle with a
 green rim) or wrong (a cross with a red rim) at PCK@``alpha`` and joined to its ground
 truth (a hollow diamond) by an error line. When KBC zoomed, the figure has two rows,
-without KBC (pass 1) and with KBC, each with the full images (KBC's windows drawn on both)
+without KBC (plain pass) and with KBC, each with the full images (KBC's windows drawn on both)
 and a zoom on each window, so that a small object is not a blob in a large panel; the
 keypoints of the zoomed pair that kept pass 1 are ringed. When KBC did not zoom (or did not
 run), one row says why, and its predictions are drawn once; a zoom on the keypoints is
@@ -257,7 +257,7 @@ def plot_match(
         src_img, trg_img: the original images (module docstring for the accepted types).
         src_kps: ``(N, 2)`` source keypoints, original source pixels.
         kps: ``(N, 2)`` the predicted target keypoints (KBC's result when KBC ran).
-        plain_kps: ``(N, 2)`` pass 1's (without KBC), or None.
+        plain_kps: ``(N, 2)`` the plain pass's (without KBC), or None.
         gt_kps: ``(N, 2)`` ground-truth target keypoints, or None; then ``pck_bound`` (the
             ``L`` of PCK, target pixels) and ``alpha`` decide correct and wrong.
         valid: ``(N,)`` bool, keypoints to draw (default all).
@@ -276,7 +276,7 @@ def plot_match(
     pair = _Pair(src_img, trg_img, src_kps, kps, plain_kps, gt_kps, valid, pck_bound, alpha,
                  src_window, trg_window, from_pass2, reason)
     if pair.zoomed:
-        rows = [("without KBC (pass 1)", pair.plain, False), ("with KBC", pair.kps, True)]
+        rows = [("without KBC (plain pass)", pair.plain, False), ("with KBC", pair.kps, True)]
         kbc_zooms = (_tighten(_zoom_box(pair.src_window, pair.src), pair.src_kps[pair.valid]),
                      _tighten(_zoom_box(pair.trg_window, pair.trg),
                               (pair.kps if pair.gt is None else pair.gt)[pair.valid]))
