@@ -1,7 +1,7 @@
-"""Measure KBC per object-size bin: plain (pass 1), and KBC with a given configuration.
+"""Measure KBC per object-size bin: plain (no KBC), and KBC with a given configuration.
 
 One run evaluates one matcher on one split with ``KBCWrapper`` (pred-box, leak-free) and
-records, per pair, PCK@0.05/0.1 without KBC (pass 1 of the same run) and with it, the target
+records, per pair, PCK@0.05/0.1 without KBC (the plain pass of the same run) and with it, the target
 keypoint-box size bin, whether the pair zoomed, and the wall time. It runs against whichever
 ``sosc`` is importable, so that "KBC as before" is measured with the code as it was:
 
@@ -93,6 +93,11 @@ def run(data: str, split: str, ckpt: str | None, input_size: int, options: dict,
             v = b["valid"][i]
             bound = float(b["pck_bound"][i])
             row = {"pair_id": b["pair_id"][i], "bin": bin_of(recs[first + i], data), "zoomed": bool(info.refined[i])}
+            shrunk = getattr(info, "pass1_shrunk", None)  # pass1_src_px (the code since it has one)
+            if shrunk is not None:
+                row["shrunk"] = bool(shrunk[i])
+                # KBC's own matcher passes on this pair (the plain pass for comparison not counted)
+                row["passes"] = 1 + int(bool(info.refined[i]) or bool(shrunk[i]))
             for name, pred in (("plain", info.plain_kps[i]), ("kbc", info.kps[i])):
                 err = torch.linalg.vector_norm(pred[v] - gt[i][v], dim=-1)
                 for alpha in (0.05, 0.1):
