@@ -84,10 +84,10 @@ def match_in_windows(
             (:func:`sosc.kbc.inputs.check_original_inputs`), naming the argument.
     """
     check_original_inputs(src_img, trg_img, src_kps, valid)
-    return _run_in_windows(matcher, src_img, trg_img, src_kps, valid, src_windows, trg_windows, input_size)
+    return run_in_windows(matcher, src_img, trg_img, src_kps, valid, src_windows, trg_windows, input_size)
 
 
-def _run_in_windows(
+def run_in_windows(
     matcher: Any,
     src_img: Images,
     trg_img: Images,
@@ -97,7 +97,9 @@ def _run_in_windows(
     trg_windows: torch.Tensor,
     input_size: int | Sequence[int],
 ) -> tuple[torch.Tensor, torch.Tensor | MatchOutput]:
-    """:func:`match_in_windows` on inputs already checked."""
+    """:func:`match_in_windows` on inputs already checked by
+    :func:`~sosc.kbc.inputs.check_original_inputs` (or on a subset of checked pairs, with the same
+    source keypoints): :class:`~sosc.kbc.KBCWrapper` checks a batch once, not once per pass."""
     check_shape("src_windows", src_windows, (src_kps.shape[0], 4))
     check_shape("trg_windows", trg_windows, (src_kps.shape[0], 4))
     b, n = src_kps.shape[:2]
@@ -129,7 +131,7 @@ def match_plain(
     check_original_inputs(src_img, trg_img, src_kps, valid)
     src_full = full_windows(image_sizes(src_img).to(src_kps.device))
     trg_full = full_windows(image_sizes(trg_img).to(src_kps.device))
-    return _run_in_windows(matcher, src_img, trg_img, src_kps, valid, src_full, trg_full, input_size)
+    return run_in_windows(matcher, src_img, trg_img, src_kps, valid, src_full, trg_full, input_size)
 
 
 def valid_or_all(valid: torch.Tensor | None, b: int, n: int, device: torch.device) -> torch.Tensor:

@@ -29,6 +29,7 @@ from sosc.kbc.passes import (
     confidence_of,
     index_images,
     match_in_windows,
+    run_in_windows,
     valid_or_all,
 )
 from sosc.kbc.plan import REASONS, check_target_inputs, merge_pass2, plan_windows, target_box
@@ -234,8 +235,9 @@ class KBCWrapper(nn.Module):
         src_full, trg_full = full_windows(src_size), full_windows(trg_size)
         shrink = cfg.pass1_src_px if cfg.enabled and cfg.target == "pred-box" else None
         pass1_win, shrunk = pass1_source_windows(src_box, src_size, self.input_size, shrink)
-        first, out1 = match_in_windows(self.matcher, src_img, trg_img, src_kps, valid, pass1_win, trg_full,
-                                       self.input_size)
+        # checked once above: the passes on these images and source keypoints run unchecked
+        first, out1 = run_in_windows(self.matcher, src_img, trg_img, src_kps, valid, pass1_win, trg_full,
+                                     self.input_size)
         conf1 = confidence_of(out1)
         trg_box = (target_box(cfg, first, valid, trg_bbox, trg_kps, src_kps, src_box) if cfg.enabled
                    else torch.full_like(src_box, float("nan")))
@@ -246,9 +248,9 @@ class KBCWrapper(nn.Module):
         plain, conf_plain = first, conf1
         redo = (shrunk & (~plan.refined | with_plain)).nonzero().flatten()
         if redo.numel() > 0:
-            kps_r, out_r = match_in_windows(self.matcher, index_images(src_img, redo), index_images(trg_img, redo),
-                                            src_kps[redo], valid[redo], src_full[redo], trg_full[redo],
-                                            self.input_size)
+            kps_r, out_r = run_in_windows(self.matcher, index_images(src_img, redo), index_images(trg_img, redo),
+                                          src_kps[redo], valid[redo], src_full[redo], trg_full[redo],
+                                          self.input_size)
             plain = merge_pass2(first, kps_r.to(first.dtype), redo)
             conf_r = confidence_of(out_r)
             if conf1 is not None and conf_r is not None:
@@ -261,8 +263,8 @@ class KBCWrapper(nn.Module):
         index = plan.refined.nonzero().flatten()
         if index.numel() > 0:
             src_i, trg_i = index_images(src_img, index), index_images(trg_img, index)
-            kps2, out2 = match_in_windows(self.matcher, src_i, trg_i, src_kps[index], valid[index],
-                                          plan.src_window[index], plan.trg_window[index], self.input_size)
+            kps2, out2 = run_in_windows(self.matcher, src_i, trg_i, src_kps[index], valid[index],
+                                        plan.src_window[index], plan.trg_window[index], self.input_size)
             if cfg.zoom_passes == 2 and cfg.target == "pred-box":
                 trg_win = self._zoom_again(src_i, trg_i, src_kps[index], valid[index], src_box[index], kps2, out2,
                                            plan.src_window[index], plan.trg_window[index], trg_size[index])
@@ -291,8 +293,8 @@ class KBCWrapper(nn.Module):
         pick = again.nonzero().flatten()
         if pick.numel() == 0:
             return kps2, out2, trg_win
-        kps3, out3 = match_in_windows(self.matcher, index_images(src_img, pick), index_images(trg_img, pick),
-                                      src_kps[pick], valid[pick], src_win[pick], closer[pick], self.input_size)
+        kps3, out3 = run_in_windows(self.matcher, index_images(src_img, pick), index_images(trg_img, pick),
+                                    src_kps[pick], valid[pick], src_win[pick], closer[pick], self.input_size)
         kps2 = merge_pass2(kps2, kps3, pick)
         trg_win = merge_pass2(trg_win, closer[pick], pick)
         conf2, conf3 = confidence_of(out2), confidence_of(out3)
