@@ -18,7 +18,8 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
-ORDER = ["trg24", "trg48", "trg96", "trg160", "photo", "small", "medium", "large", "unknown"]
+# the bins' order, shared with the tables (scripts/ is on the path when run as a script)
+from kbc_results_table import ORDER
 
 
 def source_bins(run: dict) -> dict[str, str]:

@@ -63,15 +63,7 @@ def _boolean(text: str) -> bool:
 
 def _zoom_px(text: str) -> float | str | None:
     """``--kbc.zoom_px``: input pixels, ``auto`` (the matcher's own) or ``none`` (the fill ratio)."""
-    value = text.strip().lower()
-    if value in ("none", "null"):
-        return None
-    if value == "auto":
-        return "auto"
-    try:
-        return float(text)
-    except ValueError:
-        return text  # KBCConfig refuses it, naming the option and what it takes
+    return "auto" if text.strip().lower() == "auto" else _px_or_none(text)
 
 
 def _px_or_none(text: str) -> float | str | None:
