@@ -96,7 +96,10 @@ def run(data: str, split: str, ckpt: str | None, input_size: int, options: dict,
             shrunk = getattr(info, "pass1_shrunk", None)  # pass1_src_px (the code since it has one)
             if shrunk is not None:
                 row["shrunk"] = bool(shrunk[i])
-                # KBC's own matcher passes on this pair (the plain pass for comparison not counted)
+            passes = getattr(info, "passes", None)  # KBC's own matcher passes (the code since it counts them)
+            if passes is not None:
+                row["passes"] = int(passes[i])
+            elif shrunk is not None:  # the plain pass for comparison not counted
                 row["passes"] = 1 + int(bool(info.refined[i]) or bool(shrunk[i]))
             for name, pred in (("plain", info.plain_kps[i]), ("kbc", info.kps[i])):
                 err = torch.linalg.vector_norm(pred[v] - gt[i][v], dim=-1)

@@ -240,7 +240,8 @@ class KBCDecisions(Metric):
     mask and ``(B,)`` pair ids; ``compute()`` returns counts keyed as
     :meth:`sosc.kbc.KBCOutput.counts` (``pairs``, ``pairs <reason>`` for each of
     :data:`sosc.kbc.plan.REASONS`, ``keypoints``, ``keypoints zoomed, pass 2 kept``,
-    ``keypoints zoomed, pass 1 kept``, ``pairs source shrunk in pass 1``). A pair id seen twice (a distributed sampler's padding)
+    ``keypoints zoomed, pass 1 kept``, ``pairs source shrunk in pass 1``, and ``matcher passes``
+    where every output carried :attr:`~sosc.kbc.KBCOutput.passes`). A pair id seen twice (a distributed sampler's padding)
     counts once, so the distributed result equals the single-process one.
     """
 
@@ -254,6 +255,7 @@ class KBCDecisions(Metric):
         self.add_state("zoomed_pass2", default=[], dist_reduce_fx="cat")  # (P,)
         self.add_state("zoomed_pass1", default=[], dist_reduce_fx="cat")  # (P,)
         self.add_state("shrunk", default=[], dist_reduce_fx="cat")  # (P,) pass 1 shrank the source
+        self.add_state("passes", default=[], dist_reduce_fx="cat")  # (P,) KBC's matcher passes, -1: not known
         self.add_state("ids", default=[], dist_reduce_fx="cat")  # (P,)
 
     def update(self, info, valid: torch.Tensor, ids: torch.Tensor | None = None) -> None:
@@ -269,6 +271,9 @@ class KBCDecisions(Metric):
         shrunk = getattr(info, "pass1_shrunk", None)
         self.shrunk.append(torch.zeros(batch, dtype=torch.long, device=valid.device) if shrunk is None
                            else shrunk.to(valid.device).long())
+        passes = getattr(info, "passes", None)
+        self.passes.append(torch.full((batch,), -1, dtype=torch.long, device=valid.device) if passes is None
+                           else passes.to(valid.device).long())
         self.ids.append(ids)
 
     def compute(self) -> dict[str, int]:
@@ -283,6 +288,9 @@ class KBCDecisions(Metric):
         for code, name in enumerate(REASONS):
             out[f"pairs {name}"] = int((reason == code).sum())
         out["pairs source shrunk in pass 1"] = int(_cat(self.shrunk)[keep].sum())
+        passes = _cat(self.passes)[keep]
+        if (passes >= 0).all():
+            out["matcher passes"] = int(passes.sum())
         out["keypoints"] = int(_cat(self.valid)[keep].sum())
         out["keypoints zoomed, pass 2 kept"] = int(_cat(self.zoomed_pass2)[keep].sum())
         out["keypoints zoomed, pass 1 kept"] = int(_cat(self.zoomed_pass1)[keep].sum())
@@ -305,7 +313,9 @@ def decisions_line(counts: dict[str, int]) -> str:
     rest = counts.get("keypoints", 0) - kept2 - kept1
     shrunk = counts.get("pairs source shrunk in pass 1", 0)
     first = f"pass 1 shrank the source of {shrunk} pairs (pass1_src_px); " if shrunk else ""
+    cost = counts.get("matcher passes")
+    last = "" if cost is None else f"; {cost} matcher passes in all ({cost / max(pairs, 1):.2f} per pair)"
     return (first + f"KBC zoomed {counts.get('pairs zoomed', 0)} of {pairs} pairs ({counts.get('pairs large enough', 0)} "
             f"large enough, {counts.get('pairs no box', 0)} without a box); of their {kept2 + kept1} keypoints "
             f"{kept2} kept pass 2 and {kept1} kept pass 1 (the choice); the other {rest} keypoints are the plain "
-            "pass (no zoom)")
+            "pass (no zoom)" + last)

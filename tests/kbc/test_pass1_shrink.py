@@ -114,6 +114,10 @@ def test_an_evaluation_counts_the_shrunk_pairs_once_each():
     assert counts["pairs"] == 4 and counts["pairs source shrunk in pass 1"] == 2
     assert counts == out.counts()
     assert decisions_line(counts).startswith("pass 1 shrank the source of 2 pairs (pass1_src_px); KBC zoomed")
+    # what KBC cost: every pair's passes once, however often a pair was seen
+    assert counts["matcher passes"] == int(out.passes.sum())
+    assert decisions_line(counts).endswith(f"; {int(out.passes.sum())} matcher passes in all "
+                                           f"({int(out.passes.sum()) / 4:.2f} per pair)")
     plain = KBCDecisions()
     plain.update(KBCWrapper(Recorder(), 32).forward_with_info(img, img, kps, None), valid, torch.arange(4))
     assert plain.compute()["pairs source shrunk in pass 1"] == 0

@@ -188,3 +188,41 @@ def test_the_wrapper_and_the_module_zoom_to_the_matchers_own_scale():
     assert KBCWrapper(Wide(), 64, zoom_px=80.0).config.zoom_px == 80.0
     module = CorrespondenceModule(KBCNet("resnet18", channels=16, heads=2, decoder_channels=(4,)), kbc=KBCConfig())
     assert module.kbc_config.zoom_px == 160.0 and module.hparams["kbc"]["zoom_px"] == 160.0
+
+
+class Contract(torch.nn.Module):
+    """Predicts each keypoint pulled towards the target input's centre (an object ``factor``
+    times smaller than the source's, so every pass asks for a closer window); counts its rows."""
+
+    def __init__(self, factor: float = 0.4) -> None:
+        super().__init__()
+        self.factor, self.rows = factor, 0
+
+    def forward(self, src, trg, kps, valid):
+        self.rows += src.shape[0]
+        centre = torch.tensor([trg.shape[-1], trg.shape[-2]], dtype=kps.dtype) / 2
+        return centre + self.factor * (kps - centre)
+
+
+@pytest.mark.parametrize("options, factor", [({}, 0.4), ({"pass1_src_px": 16.0}, 0.4), ({"pass1_src_px": 16.0}, 3.0),
+                                             ({"choice": "cycle"}, 0.4), ({"zoom_passes": 2}, 0.4),
+                                             ({"enabled": False}, 0.4)])
+def test_passes_counts_every_matcher_pass_of_each_pair(options, factor):
+    img = images(4, 160, 160)
+    kps = large_kps(4, 3, 5.0, 155.0)
+    kps[[1, 3]] = small_kps(2, 3, 60.0, 90.0)
+    matcher = Contract(factor)
+    out = KBCWrapper(matcher, 32, **options).forward_with_info(img, img, kps, None, with_plain=False)
+    if factor > 1:  # the shrunk sources' pass 1 predicts a large target: no zoom, so the plain pass runs
+        assert (out.pass1_shrunk & ~out.refined).any()
+    assert int(out.passes.sum()) == matcher.rows
+    assert out.passes.shape == (4,) and out.passes.min() >= 1
+    if options == {"zoom_passes": 2}:
+        assert out.passes.max() == 3  # a pass 3 ran somewhere, and was counted
+    if options == {"choice": "cycle"}:
+        assert out.passes[out.refined].tolist() == [4] * int(out.refined.sum())
+    if options == {"enabled": False}:
+        assert out.passes.tolist() == [1, 1, 1, 1]
+    # the comparison-only plain pass of with_plain=True is not KBC's and is not counted
+    again = KBCWrapper(Contract(factor), 32, **options).forward_with_info(img, img, kps, None)
+    assert torch.equal(again.passes, out.passes)

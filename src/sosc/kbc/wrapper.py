@@ -60,6 +60,11 @@ class KBCOutput:
         target: the target mode; ``"oracle"`` results leak the answer.
         pass1_shrunk: ``(B,)`` bool, pass 1 saw the source shrunk (``KBCConfig.pass1_src_px``,
             :func:`~sosc.kbc.windows.pass1_source_windows`), or ``None``.
+        passes: ``(B,)`` int, KBC's own matcher passes per pair: pass 1, the plain pass where
+            pass 1 shrank the source of a pair that does not zoom, the zoomed pass (and pass 3
+            of ``zoom_passes=2`` where it ran), ``choice="cycle"``'s two reverse passes; not the
+            comparison-only plain pass of ``forward_with_info(with_plain=True)``. ``None`` where
+            a :class:`KBCOutput` is built without it.
     """
 
     kps: torch.Tensor
@@ -76,6 +81,7 @@ class KBCOutput:
     confidence: torch.Tensor | None
     target: str
     pass1_shrunk: torch.Tensor | None = None
+    passes: torch.Tensor | None = None
 
     @property
     def leaks_answer(self) -> bool:
@@ -84,7 +90,8 @@ class KBCOutput:
 
     def counts(self, valid: torch.Tensor | None = None) -> dict[str, int]:
         """What each pass decided: pairs by reason (:data:`~sosc.kbc.plan.REASONS`), and the
-        valid keypoints of zoomed pairs that kept pass 2 or pass 1.
+        valid keypoints of zoomed pairs that kept pass 2 or pass 1; where :attr:`passes` is
+        known, ``matcher passes``, what KBC cost in all.
 
         >>> out = KBCOutput(*[torch.zeros(1, 2, 2)] * 2, *[torch.zeros(1, 4)] * 4, *[torch.ones(1, dtype=torch.bool)] * 3,
         ...                 torch.tensor([3]), torch.tensor([[True, False]]), None, "pred-box")
@@ -98,6 +105,8 @@ class KBCOutput:
         zoomed = valid & self.refined[:, None]
         if self.pass1_shrunk is not None:
             out["pairs source shrunk in pass 1"] = int(self.pass1_shrunk.sum())
+        if self.passes is not None:
+            out["matcher passes"] = int(self.passes.sum())
         out["keypoints"] = int(valid.sum())
         out["keypoints zoomed, pass 2 kept"] = int((zoomed & self.from_pass2).sum())
         out["keypoints zoomed, pass 1 kept"] = int((zoomed & ~self.from_pass2).sum())
@@ -256,6 +265,7 @@ class KBCWrapper(nn.Module):
             if conf1 is not None and conf_r is not None:
                 conf_plain = merge_pass2(conf1, conf_r.to(conf1.dtype), redo)
         unknown = shrunk & plan.refined & (not with_plain)
+        passes = 1 + (plan.refined | shrunk).long()  # KBC's own matcher passes per pair
         plain = torch.where(unknown[:, None, None], torch.full_like(plain, float("nan")), plain)
 
         kps, conf = plain, conf_plain
@@ -268,7 +278,11 @@ class KBCWrapper(nn.Module):
             if cfg.zoom_passes == 2 and cfg.target == "pred-box":
                 trg_win = self._zoom_again(src_i, trg_i, src_kps[index], valid[index], src_box[index], kps2, out2,
                                            plan.src_window[index], plan.trg_window[index], trg_size[index])
-                kps2, out2, plan.trg_window[index] = trg_win
+                kps2, out2, closer = trg_win
+                passes[index] += (closer != plan.trg_window[index]).any(-1).long()
+                plan.trg_window[index] = closer
+            if cfg.choice == "cycle":
+                passes[index] += 2
             use2 = self._choose(src_i, trg_i, src_kps[index], valid[index], src_box[index], first[index], kps2,
                                 pass1_win[index], plan.src_window[index], plan.trg_window[index], trg_size[index])
             kps = merge_pass2(plain, torch.where(use2[..., None], kps2.to(first.dtype), first[index]), index)
@@ -277,7 +291,7 @@ class KBCWrapper(nn.Module):
             if conf1 is not None and conf2 is not None:
                 conf = merge_pass2(conf_plain, torch.where(use2, conf2.to(conf1.dtype), conf1[index]), index)
         return KBCOutput(kps, plain, plan.src_window, plan.trg_window, src_box, trg_box, plan.src_triggered,
-                         plan.trg_triggered, plan.refined, plan.reason, from_pass2, conf, cfg.target, shrunk)
+                         plan.trg_triggered, plan.refined, plan.reason, from_pass2, conf, cfg.target, shrunk, passes)
 
     def _zoom_again(self, src_img, trg_img, src_kps, valid, src_box, kps2, out2, src_win, trg_win, trg_size):
         """``zoom_passes=2``: where the target box of the zoomed pass's predictions asks for a
