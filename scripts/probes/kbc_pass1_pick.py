@@ -1,14 +1,15 @@
 """Probe (issue #11): pass 1 on the full source, pass 1 on the shrunk source, or pick per pair?
 
 For every pair of a split this runs KBC twice, with the default options and with
-``pass1_src_px = P`` (``forward_with_info(with_plain=True)``), and pass 1 on the shrunk source
-alone, and caches per pair the three results' keypoint errors and, for both pass-1
+``pass1_src_px = P`` (``forward_with_info(with_plain=True)``), and pass 1 on the whole and on the
+shrunk source alone, and caches per pair the results' PCK@0.1 and, for both pass-1
 predictions, training-free measures of how coherent they are against the source keypoints'
 layout: the spread of the log ratios of pairwise distances (predicted over source), the
 median ratio itself (the predicted scale), the robust similarity fit's median residual over the
-fitted target box side, and the mean confidence. A per-pair rule that picks one pass 1 (and
-so one target box) from these measures is then scored from the cache, per bin, with
-``--rules``; nothing is chosen on test pairs:
+fitted target box side, and the mean and median confidence. Per-pair rules that pick one
+pass 1 (and so one target box) from these measures are then scored from the cache, per bin
+(``--report`` scores a saved cache again); a pair whose pick is the shrunk pass 1 gets exactly
+what ``pass1_src_px = P`` gives it, the others the default's. Nothing is chosen on test pairs:
 
     python scripts/probes/kbc_pass1_pick.py --data real_semantic --split val --out runs/probe/pick_real_val.pt
     python scripts/probes/kbc_pass1_pick.py --report runs/probe/pick_real_val.pt
