@@ -198,7 +198,10 @@ class TestSourceConv:
                                                   5 + 2 * padding - kernel_size + 1, 4, 7)
         assert torch.allclose(outs[0], outs[1], atol=1e-5)
         for a, b in zip(*grads):
-            assert torch.allclose(a, b, atol=1e-4)
+            # the two kinds add the same products in another order: float32 rounding grows with
+            # the gradient's scale (entries of ~1e3-1e4 here), so the tolerance follows that scale
+            scale = float(b.abs().max())
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * scale)
 
     def test_the_kind_is_chosen_per_device_and_an_unknown_one_is_named(self, monkeypatch):
         x = torch.randn(1, 2, 3, 3, 3, 3)
