@@ -319,7 +319,8 @@ class CorrespondenceModule(L.LightningModule):
         if self.kbc_config.enabled:
             counts = self.kbc_decisions.compute()
             note = decisions_line(counts)
-            for key in ("pairs zoomed", "keypoints zoomed, pass 2 kept", "keypoints zoomed, pass 1 kept"):
+            for key in ("pairs zoomed", "keypoints zoomed, pass 2 kept", "keypoints zoomed, pass 1 kept",
+                        "matcher passes"):
                 self.log(f"{self.test_prefix}_kbc/{key.replace(' ', '_').replace(',', '')}", float(counts.get(key, 0)),
                          sync_dist=True, reduce_fx="max")  # gathered by compute(), as the PCK below
         reports.append(EvalReport(self.test_prefix, self.report_stem, self.test_title, self.test_pck.compute(), note))
