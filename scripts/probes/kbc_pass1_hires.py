@@ -3,8 +3,9 @@
 A target keypoint box of 24 px in a 480-px photograph spans about 13 input pixels at input
 256, under one stride-16 feature cell, and pass 1 does not find it. This probe runs pass 1
 with the **target** resampled to ``--trg-input`` pixels (the source stays at ``--input-size``,
-whole or shrunk by ``--src-px`` as ``pass1_src_px`` does), then KBC's default window plan,
-zoomed pass (at ``--input-size``) and ``shape`` choice on that pass 1, and reports PCK@0.1 per
+whole or in ``pass1_src_px``'s shrunk window with ``--src-px``), then KBC's default window plan,
+zoomed pass (at ``--input-size``) and ``shape`` choice on that pass 1 (a pair that does not zoom
+keeps this pass 1; ``pass1_src_px`` would run the plain pass for it), and reports PCK@0.1 per
 bin against the plain pass and default KBC of the same pairs (the FeatureMatcher compares
 feature grids of different sizes; val pairs only):
 

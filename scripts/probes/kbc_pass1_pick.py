@@ -106,21 +106,23 @@ def report(cache: dict) -> None:
     bins = sorted(set(cache["bin"]), key=lambda s: (len(s), s))
     masks = {b: torch.tensor([x == b for x in cache["bin"]]) for b in bins}
 
-    def line(name: str, pick_s: torch.Tensor) -> None:
+    def line(name: str, pick_s: torch.Tensor, passes: torch.Tensor | None = None) -> None:
         pck = torch.where(pick_s, cache["pck_kbc_s"], cache["pck_kbc"]) * 100
         diff = pck - cache["pck_kbc"] * 100
         se = diff.std() / len(diff) ** 0.5
         per = " ".join(f"{b} {pck[m].mean():.1f}" for b, m in masks.items())
+        if passes is None:  # a rule run as one pass: both passes 1 on the shrunk pairs, then the kept one's zoom
+            passes = 1 + sh.long() + torch.where(pick_s, cache["zoom_s"], cache["zoom_d"]).long()
         print(f"{name:34s} all {pck.mean():.1f} ({diff.mean():+.2f} +- {se:.2f}) | {per} | shrunk picked "
-              f"{int(pick_s.sum())}")
+              f"{int(pick_s.sum())} | passes per pair {passes.float().mean():.2f}")
 
     n = len(cache["bin"])
     print(f"{n} pairs; plain {cache['pck_plain'].mean() * 100:.1f}; p1 shrunk alone "
           f"{cache['pck_p1s'].mean() * 100:.1f}")
-    line("default", torch.zeros(n, dtype=torch.bool))
-    line("pass1_src_px", torch.ones(n, dtype=torch.bool))
-    line("oracle pick", cache["pck_kbc_s"] > cache["pck_kbc"])
     sh = cache["shrunk"]
+    line("default", torch.zeros(n, dtype=torch.bool), 1 + cache["zoom_d"].long())
+    line("pass1_src_px", torch.ones(n, dtype=torch.bool), 1 + (cache["zoom_s"] | sh).long())
+    line("oracle pick", cache["pck_kbc_s"] > cache["pck_kbc"])
     for key in ("spread", "resid"):
         line(f"lower {key}", sh & (cache[f"{key}_s"] < cache[f"{key}_f"]))
         for m in (0.5, 0.75):

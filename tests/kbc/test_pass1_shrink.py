@@ -4,6 +4,7 @@ result it still reports."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -118,6 +119,11 @@ def test_an_evaluation_counts_the_shrunk_pairs_once_each():
     assert counts["matcher passes"] == int(out.passes.sum())
     assert decisions_line(counts).endswith(f"; {int(out.passes.sum())} matcher passes in all "
                                            f"({int(out.passes.sum()) / 4:.2f} per pair)")
+    # an output that does not say its passes (built by older code): no total rather than a wrong one
+    mixed = KBCDecisions()
+    mixed.update(out, valid, torch.arange(4))
+    mixed.update(dataclasses.replace(out, passes=None), valid, torch.arange(4, 8))
+    assert "matcher passes" not in mixed.compute() and mixed.compute()["pairs"] == 8
     plain = KBCDecisions()
     plain.update(KBCWrapper(Recorder(), 32).forward_with_info(img, img, kps, None), valid, torch.arange(4))
     assert plain.compute()["pairs source shrunk in pass 1"] == 0

@@ -278,9 +278,8 @@ class KBCWrapper(nn.Module):
             if cfg.zoom_passes == 2 and cfg.target == "pred-box":
                 trg_win = self._zoom_again(src_i, trg_i, src_kps[index], valid[index], src_box[index], kps2, out2,
                                            plan.src_window[index], plan.trg_window[index], trg_size[index])
-                kps2, out2, closer = trg_win
-                passes[index] += (closer != plan.trg_window[index]).any(-1).long()
-                plan.trg_window[index] = closer
+                kps2, out2, plan.trg_window[index], again = trg_win
+                passes[index] += again.long()
             if cfg.choice == "cycle":
                 passes[index] += 2
             use2 = self._choose(src_i, trg_i, src_kps[index], valid[index], src_box[index], first[index], kps2,
@@ -296,7 +295,8 @@ class KBCWrapper(nn.Module):
     def _zoom_again(self, src_img, trg_img, src_kps, valid, src_box, kps2, out2, src_win, trg_win, trg_size):
         """``zoom_passes=2``: where the target box of the zoomed pass's predictions asks for a
         window at least ``min_zoom`` times smaller than the one it ran on, run once more on that
-        window. Returns the ``K`` pairs' keypoints, output and target windows."""
+        window. Returns the ``K`` pairs' keypoints, output and target windows, and ``(K,)`` bool:
+        the pairs that ran pass 3."""
         cfg = self.config
         box = target_box(cfg, kps2, valid, src_kps=src_kps, src_box=src_box)
         tau, rho = zoom_params(cfg, self.input_size)
@@ -306,7 +306,7 @@ class KBCWrapper(nn.Module):
         again = torch.isfinite(box).all(-1) & ((closer[:, 2] - closer[:, 0]) * min_zoom <= trg_win[:, 2] - trg_win[:, 0])
         pick = again.nonzero().flatten()
         if pick.numel() == 0:
-            return kps2, out2, trg_win
+            return kps2, out2, trg_win, again
         kps3, out3 = run_in_windows(self.matcher, index_images(src_img, pick), index_images(trg_img, pick),
                                     src_kps[pick], valid[pick], src_win[pick], closer[pick], self.input_size)
         kps2 = merge_pass2(kps2, kps3, pick)
@@ -314,7 +314,7 @@ class KBCWrapper(nn.Module):
         conf2, conf3 = confidence_of(out2), confidence_of(out3)
         if conf2 is not None and conf3 is not None:
             out2 = MatchOutput(kps=kps2, confidence=merge_pass2(conf2, conf3, pick))
-        return kps2, out2, trg_win
+        return kps2, out2, trg_win, again
 
     def _choose(self, src_img, trg_img, src_kps, valid, src_box, first, kps2, pass1_win, src_win, trg_win,
                 trg_size) -> torch.Tensor:
