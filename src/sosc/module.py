@@ -321,6 +321,8 @@ class CorrespondenceModule(L.LightningModule):
             note = decisions_line(counts)
             for key in ("pairs zoomed", "keypoints zoomed, pass 2 kept", "keypoints zoomed, pass 1 kept",
                         "matcher passes"):
+                if key == "matcher passes" and key not in counts:
+                    continue  # not known (an output without passes): no figure rather than a 0
                 self.log(f"{self.test_prefix}_kbc/{key.replace(' ', '_').replace(',', '')}", float(counts.get(key, 0)),
                          sync_dist=True, reduce_fx="max")  # gathered by compute(), as the PCK below
         reports.append(EvalReport(self.test_prefix, self.report_stem, self.test_title, self.test_pck.compute(), note))

@@ -265,8 +265,8 @@ class KBCWrapper(nn.Module):
             if conf1 is not None and conf_r is not None:
                 conf_plain = merge_pass2(conf1, conf_r.to(conf1.dtype), redo)
         unknown = shrunk & plan.refined & (not with_plain)
-        passes = 1 + (plan.refined | shrunk).long()  # KBC's own matcher passes per pair
         plain = torch.where(unknown[:, None, None], torch.full_like(plain, float("nan")), plain)
+        passes = 1 + (plan.refined | shrunk).long()  # KBC's own matcher passes per pair
 
         kps, conf = plain, conf_plain
         from_pass2 = torch.zeros_like(valid)
@@ -276,9 +276,9 @@ class KBCWrapper(nn.Module):
             kps2, out2 = run_in_windows(self.matcher, src_i, trg_i, src_kps[index], valid[index],
                                         plan.src_window[index], plan.trg_window[index], self.input_size)
             if cfg.zoom_passes == 2 and cfg.target == "pred-box":
-                trg_win = self._zoom_again(src_i, trg_i, src_kps[index], valid[index], src_box[index], kps2, out2,
-                                           plan.src_window[index], plan.trg_window[index], trg_size[index])
-                kps2, out2, plan.trg_window[index], again = trg_win
+                kps2, out2, plan.trg_window[index], again = self._zoom_again(
+                    src_i, trg_i, src_kps[index], valid[index], src_box[index], kps2, out2, plan.src_window[index],
+                    plan.trg_window[index], trg_size[index])
                 passes[index] += again.long()
             if cfg.choice == "cycle":
                 passes[index] += 2
