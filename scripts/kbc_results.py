@@ -55,7 +55,7 @@ def bin_of(rec, data: str) -> str:
     return size_class(np.asarray(rec.trg_bbox), image_size(rec.trg_path))
 
 
-def build_matcher(ckpt: str | None):
+def build_matcher(ckpt: str | None, matcher_options: dict | None = None):
     if ckpt:
         try:
             from sosc.checkpoint import load_module
@@ -64,7 +64,8 @@ def build_matcher(ckpt: str | None):
         return load_module(ckpt).matcher.eval()
     from sosc.matchers.feature import FeatureMatcher
 
-    return FeatureMatcher("tf_efficientnet_lite0", pretrained="package").eval()
+    options = {"backbone": "tf_efficientnet_lite0", "pretrained": "package", **(matcher_options or {})}
+    return FeatureMatcher(**options).eval()
 
 
 def build_wrapper(matcher, input_size: int, options: dict):
@@ -74,13 +75,14 @@ def build_wrapper(matcher, input_size: int, options: dict):
 
 
 @torch.no_grad()
-def run(data: str, split: str, ckpt: str | None, input_size: int, options: dict, batch: int, max_pairs: int | None):
+def run(data: str, split: str, ckpt: str | None, input_size: int, options: dict, batch: int, max_pairs: int | None,
+        matcher_options: dict | None = None):
     from sosc.data.dataset import PairDataset, collate_pairs
     from sosc.geometry import points_from_window
 
     recs = records(data, split)[:max_pairs]
     dataset = PairDataset(recs, input_size, keep_original=True)
-    wrapper = build_wrapper(build_matcher(ckpt), input_size, options)
+    wrapper = build_wrapper(build_matcher(ckpt, matcher_options), input_size, options)
     rows, start = [], time.perf_counter()
     for first in range(0, len(dataset), batch):
         items = [dataset[i] for i in range(first, min(first + batch, len(dataset)))]
@@ -119,6 +121,8 @@ def main() -> None:
     parser.add_argument("--ckpt", default=None, help="a KBCNet checkpoint (default: the training-free FeatureMatcher)")
     parser.add_argument("--input-size", type=int, default=256)
     parser.add_argument("--options", default="{}", help="KBCWrapper keyword options as JSON (default: its defaults)")
+    parser.add_argument("--matcher-options", default="{}",
+                        help="FeatureMatcher keyword options as JSON, e.g. '{\"kernel_sigma\": 2}' (no --ckpt)")
     parser.add_argument("--label", required=True, help="e.g. now, before")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--max-pairs", type=int, default=None)
@@ -127,9 +131,10 @@ def main() -> None:
     import sosc
 
     rows, seconds, config = run(opts.data, opts.split, opts.ckpt, opts.input_size, json.loads(opts.options), opts.batch,
-                        opts.max_pairs)
+                                opts.max_pairs, json.loads(opts.matcher_options))
     payload = {"label": opts.label, "data": opts.data, "split": opts.split, "matcher": "KBCNet" if opts.ckpt else
                "FeatureMatcher", "ckpt": opts.ckpt, "input_size": opts.input_size, "options": json.loads(opts.options),
+               "matcher_options": json.loads(opts.matcher_options),
                "config": config, "sosc": str(Path(sosc.__file__).parent), "seconds": seconds, "pairs": rows}
     Path(opts.out).parent.mkdir(parents=True, exist_ok=True)
     Path(opts.out).write_text(json.dumps(payload))

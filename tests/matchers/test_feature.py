@@ -41,6 +41,26 @@ class TestFeatureMatcher:
             b = matcher(img, img, other, valid).kps
         assert torch.equal(a[valid], b[valid])
 
+    def test_a_second_copy_does_not_drag_the_prediction(self, matcher):
+        """The default kernel soft-argmax (``kernel_sigma`` 2 cells): with the source photo twice,
+        side by side, in the target, each keypoint lands on one copy; the plain soft-argmax
+        (``kernel_sigma=None``) averages the two modes and lands between them (22 to 58 px off)."""
+        img = photo()
+        target = torch.cat([img, img], dim=-1)  # (1, 3, 96, 256): copies at x + 0 and x + 128
+        kps = torch.tensor([[[20.0, 30.0], [64.0, 48.0], [100.0, 70.0], [40.0, 80.0]]])
+        valid = torch.ones(1, 4, dtype=torch.bool)
+        plain = FeatureMatcher("tf_efficientnet_lite0", pretrained="package", kernel_sigma=None).eval()
+        with torch.no_grad():
+            kernel_kps, plain_kps = matcher(img, target, kps, valid).kps, plain(img, target, kps, valid).kps
+        assert matcher.kernel_sigma == 2.0
+        shift = torch.tensor([128.0, 0.0])
+
+        def off_the_copies(pred):
+            return torch.minimum((pred - kps).norm(dim=-1), (pred - kps - shift).norm(dim=-1))
+
+        assert off_the_copies(kernel_kps).max() < 8.0, kernel_kps  # within one stride-8 cell of a copy
+        assert off_the_copies(plain_kps).min() > 16.0, plain_kps  # dragged between them
+
     def test_untrained_projection_is_identity(self, matcher):
         for conv in matcher.proj:
             assert torch.equal(conv.weight[:, :, 0, 0], torch.eye(conv.weight.shape[0]))
