@@ -18,15 +18,17 @@ that vote (no extra matcher pass). Variants, each followed by KBC's default plan
   zoomed, the one whose zoomed pass has the higher mean confidence kept (one more matcher pass
   on the pairs both zoom).
 
-It also prints, per bin, each box's side over the grown ground-truth keypoint box's and its
+The vote sums the plain softmax maps whatever the matcher's ``kernel_sigma``; the predictions
+are the matcher's own. It also prints, per bin, each box's side over the grown ground-truth keypoint box's and its
 centre's distance from that box's centre in its sides::
 
-    python scripts/probes/kbc_vote_box.py --data real_semantic --split val
+    python scripts/probes/kbc_vote_box.py --data real_semantic --split val --matcher-options '{"kernel_sigma": null}'
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -76,6 +78,8 @@ def main() -> None:
     parser.add_argument("--input-size", type=int, default=256)
     parser.add_argument("--pool", type=int, default=3, help="box filter of the vote, cells, for vote-centred")
     parser.add_argument("--smooth", type=float, default=1.0, help="self-consistent: the filter over the box side")
+    parser.add_argument("--matcher-options", default="{}",
+                        help='FeatureMatcher options as JSON; the figures in docs/METHOD.md: \'{"kernel_sigma": null}\'')
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--max-pairs", type=int, default=None)
     opts = parser.parse_args()
@@ -98,7 +102,7 @@ def main() -> None:
     s = opts.input_size
     recs = records(opts.data, opts.split)[:opts.max_pairs]
     dataset = PairDataset(recs, s, keep_original=True)
-    matcher = build_matcher(None)
+    matcher = build_matcher(None, json.loads(opts.matcher_options))
     default = KBCWrapper(matcher, input_size=s)
     cfg = default.config
     pck = defaultdict(lambda: defaultdict(list))
@@ -117,7 +121,7 @@ def main() -> None:
         f_trg = matcher.features(resample_windows(b["trg_orig"], trg_full, s))
         query = F.normalize(sample_at(f_src, points_to_window(src_kps, src_full, s), (s, s)), dim=-1)
         scores = torch.einsum("bnc,bchw->bnhw", query, f_trg)
-        kps_in, _ = soft_argmax(scores, (s, s), matcher.temperature, None)
+        kps_in, _ = soft_argmax(scores, (s, s), matcher.temperature, matcher.kernel_sigma)
         p1 = points_from_window(kps_in, trg_full, s)
         w = scores.shape[-1]
         prob = torch.softmax((scores / matcher.temperature).flatten(-2), -1).view_as(scores)
