@@ -64,12 +64,12 @@ def build_data(name: str, split: str, input_size: int, max_pairs: int | None):
     return PairDataset(records, input_size, keep_original=True), meta
 
 
-def build_matcher(ckpt: str | None, backbone: str, strides: Sequence[int]):
+def build_matcher(ckpt: str | None, backbone: str, strides: Sequence[int], options: dict | None = None):
     if ckpt:
         from sosc.checkpoint import load_module
         return load_module(ckpt).matcher.eval()
     from sosc.matchers import FeatureMatcher
-    return FeatureMatcher(backbone, pretrained="package", strides=tuple(strides)).eval()
+    return FeatureMatcher(backbone, pretrained="package", strides=tuple(strides), **(options or {})).eval()
 
 
 def inliers(points: torch.Tensor, valid: torch.Tensor, k: float = 2.5) -> torch.Tensor:
@@ -233,6 +233,9 @@ def main() -> None:
     parser.add_argument("--ckpt", default=None, help="a KBCNet checkpoint (default: the training-free FeatureMatcher)")
     parser.add_argument("--backbone", default="tf_efficientnet_lite0")
     parser.add_argument("--strides", type=int, nargs="+", default=[8, 16])
+    parser.add_argument("--matcher-options", default="{}",
+                        help='FeatureMatcher options as JSON; the figures measured before its kernel soft-argmax '
+                             'became the default: \'{"kernel_sigma": null}\'')
     parser.add_argument("--max-pairs", type=int, default=None)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--no-cycle", action="store_true")
@@ -243,7 +246,7 @@ def main() -> None:
         print("note: the test split is for reporting; choose settings on val")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     dataset, meta = build_data(opts.data, opts.split, opts.input_size, opts.max_pairs)
-    matcher = build_matcher(opts.ckpt, opts.backbone, opts.strides)
+    matcher = build_matcher(opts.ckpt, opts.backbone, opts.strides, json.loads(opts.matcher_options))
     settings = json.loads(opts.settings) if opts.settings else default_settings()
     start = time.perf_counter()
     result = sweep(matcher, dataset, meta, settings, opts.input_size, opts.batch, not opts.no_cycle)

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sosc.errors import ShapeError
+from sosc.errors import ConfigError, ShapeError
 from sosc.matchers import FeatureMatcher, MatchOutput
 
 
@@ -60,6 +60,13 @@ class TestFeatureMatcher:
 
         assert off_the_copies(kernel_kps).max() < 8.0, kernel_kps  # within one stride-8 cell of a copy
         assert off_the_copies(plain_kps).min() > 16.0, plain_kps  # dragged between them
+
+    @pytest.mark.parametrize("options", [{"kernel_sigma": "none"}, {"kernel_sigma": 0}, {"temperature": "0.02"}])
+    def test_a_bad_soft_argmax_option_is_a_clear_error(self, options):
+        """A string where a number or null belongs (``--matcher-args '{"kernel_sigma": "none"}'``)
+        is a ConfigError naming the option, not a TypeError from a comparison."""
+        with pytest.raises(ConfigError, match=next(iter(options))):
+            FeatureMatcher("resnet18", pretrained=False, strides=(8,), **options)
 
     def test_untrained_projection_is_identity(self, matcher):
         for conv in matcher.proj:

@@ -132,11 +132,21 @@ def sample_flow(flow: torch.Tensor, points: torch.Tensor, size: Sequence[int]) -
 
 def check_soft_argmax_options(temperature: float, kernel_sigma: float | None) -> None:
     """Raise :class:`ConfigError` unless ``temperature > 0`` and ``kernel_sigma`` is None or > 0
-    (the options of :func:`soft_argmax`, checked once when a matcher is built)."""
-    if not temperature > 0:
-        raise ConfigError(f"temperature must be > 0, got {temperature}")
-    if kernel_sigma is not None and not kernel_sigma > 0:
-        raise ConfigError(f"kernel_sigma must be > 0 cells or None, got {kernel_sigma}")
+    (the options of :func:`soft_argmax`, checked once when a matcher is built).
+
+    >>> check_soft_argmax_options(0.02, "none")
+    Traceback (most recent call last):
+    ...
+    sosc.errors.ConfigError: kernel_sigma must be a number > 0 of cells, or None (null in JSON/YAML) for the plain soft-argmax, got 'none'
+    """
+    def number(value: object) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    if not number(temperature) or not temperature > 0:
+        raise ConfigError(f"temperature must be a number > 0, got {temperature!r}")
+    if kernel_sigma is not None and (not number(kernel_sigma) or not kernel_sigma > 0):
+        raise ConfigError("kernel_sigma must be a number > 0 of cells, or None (null in JSON/YAML) for the plain "
+                          f"soft-argmax, got {kernel_sigma!r}")
 
 
 def soft_argmax(
