@@ -262,6 +262,20 @@ def test_matcher_by_class_path_and_arguments(shifted_pair, tmp_path, style):
     assert len(result["kps"]) == 2 and all(0 <= x <= 411 and 0 <= y <= 270 for x, y in result["kps"])
 
 
+def test_the_json_says_which_matcher_ran_and_with_what(shifted_pair, tmp_path):
+    """The matcher's class and arguments are written beside KBC's options, so that a result says
+    whether the FeatureMatcher ran with its kernel soft-argmax (the default) or the plain one."""
+    src, trg = shifted_pair
+    outs = {}
+    for name, extra in (("default", {}), ("plain", {"kernel_sigma": None})):
+        init = {"backbone": "resnet18", "pretrained": False, "strides": [8], **extra}
+        main(["--matcher", "sosc.matchers.FeatureMatcher", "--matcher-args", json.dumps(init), "--src", str(src),
+              "--trg", str(trg), "--kps", "150,100", "--out", str(tmp_path / f"{name}.json")])
+        outs[name] = json.loads((tmp_path / f"{name}.json").read_text())["matcher"]
+    assert outs["default"]["class"] == "sosc.matchers.feature.FeatureMatcher"
+    assert outs["default"]["init_args"]["kernel_sigma"] == 2.0 and outs["plain"]["init_args"]["kernel_sigma"] is None
+
+
 def test_a_dinov2_matcher_gets_an_input_size_it_takes(shifted_pair, tmp_path):
     """DINOv2's patch is 14: the default input is 252, not 256 (which KBCWrapper refuses)."""
     from sosc.inference import build_matcher, default_input_size
