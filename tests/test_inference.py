@@ -272,7 +272,7 @@ def test_the_json_says_which_matcher_ran_and_with_what(shifted_pair, tmp_path):
         main(["--matcher", "sosc.matchers.FeatureMatcher", "--matcher-args", json.dumps(init), "--src", str(src),
               "--trg", str(trg), "--kps", "150,100", "--out", str(tmp_path / f"{name}.json")])
         outs[name] = json.loads((tmp_path / f"{name}.json").read_text())["matcher"]
-    assert outs["default"]["class"] == "sosc.matchers.feature.FeatureMatcher"
+    assert outs["default"]["class_path"] == "sosc.matchers.feature.FeatureMatcher"
     assert outs["default"]["init_args"]["kernel_sigma"] == 2.0 and outs["plain"]["init_args"]["kernel_sigma"] is None
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sosc.checkpoint import load_module
+from sosc.checkpoint import load_module, matcher_config_of
 from sosc.data.images import read_image
 from sosc.errors import ConfigError, ShapeError, SoscError
 from sosc.kbc import REASONS, KBCConfig, KBCWrapper
@@ -101,9 +101,10 @@ def match_pair(
     ``kbc`` (``reason``: why the pair zoomed or not, :data:`sosc.kbc.plan.REASONS`;
     ``refined``: pass 2 ran; ``from_pass2``: per keypoint, whether ``kps`` comes from pass 2;
     ``counts``: :meth:`sosc.kbc.KBCOutput.counts`; ``src_window``, ``trg_window`` as
-    ``[x0, y0, x1, y1]``; ``options``: the KBC configuration used), ``matcher`` (``class``, and
-    ``init_args``: the arguments it was built with, e.g. the FeatureMatcher's ``kernel_sigma``,
-    or ``None`` when unknown; a value JSON cannot hold is written as its ``repr``), ``src_size`` and
+    ``[x0, y0, x1, y1]``; ``options``: the KBC configuration used), ``matcher`` (the matcher's
+    ``{"class_path", "init_args"}`` as a checkpoint records it, :func:`sosc.checkpoint.matcher_config_of`:
+    the arguments it was built with, e.g. the FeatureMatcher's ``kernel_sigma``; ``None`` when
+    they are unknown or not plain JSON values), ``src_size`` and
     ``trg_size`` as ``[H, W]`` (height first, as dataset items' ``src_size``/``trg_size``).
     :func:`sosc.viz.plot_result` draws it.
     """
@@ -143,31 +144,10 @@ def match_pair(
             "trg_window": rows(info.trg_window)[0],
             "options": dataclasses.asdict(wrapper.config),  # zoom_px "auto" resolved: the zoom used
         },
-        "matcher": matcher_record(matcher),
+        "matcher": matcher_config_of(matcher),
         "src_size": [int(src_img.shape[-2]), int(src_img.shape[-1])],
         "trg_size": [int(trg_img.shape[-2]), int(trg_img.shape[-1])],
     }
-
-
-def matcher_record(matcher: object) -> dict:
-    """``{"class": "module.Name", "init_args": {...} | None}`` of a matcher, JSON-safe (values
-    JSON cannot hold are written as their ``repr``).
-
-    >>> from sosc.matchers import FeatureMatcher
-    >>> matcher_record(FeatureMatcher("resnet18", pretrained=False, strides=(8,)))["init_args"]["kernel_sigma"]
-    2.0
-    """
-    def safe(value: object) -> object:
-        try:
-            json.dumps(value)
-            return value
-        except (TypeError, ValueError):
-            return repr(value)
-
-    args = getattr(matcher, "init_args", None)
-    cls = type(matcher)
-    return {"class": f"{cls.__module__}.{cls.__qualname__}",
-            "init_args": None if not isinstance(args, dict) else {k: safe(v) for k, v in args.items()}}
 
 
 def plot_pair(src_img: torch.Tensor, trg_img: torch.Tensor, src_kps: torch.Tensor, result: dict, path: Path,
