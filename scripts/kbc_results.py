@@ -68,6 +68,40 @@ def build_matcher(ckpt: str | None, matcher_options: dict | None = None):
     return FeatureMatcher(**options).eval()
 
 
+def pair_batches(dataset, batch: int, input_size: int):
+    """Yield ``(first, n, b, src_kps, gt)`` for each run of ``batch`` pairs of ``dataset`` (a
+    ``PairDataset`` with ``keep_original=True``): ``b`` the collated pairs, ``src_kps`` and ``gt``
+    ``(n, N, 2)`` their source and target keypoints in original pixels."""
+    from sosc.data.dataset import collate_pairs
+    from sosc.geometry import points_from_window
+
+    for first in range(0, len(dataset), batch):
+        b = collate_pairs([dataset[i] for i in range(first, min(first + batch, len(dataset)))])
+        yield (first, len(b["valid"]), b, points_from_window(b["src_kps"], b["src_window"], input_size),
+               points_from_window(b["trg_kps"], b["trg_window"], input_size))
+
+
+def pck_per_pair(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, bound: torch.Tensor,
+                 alpha: float = 0.1) -> torch.Tensor:
+    """``(B,)`` PCK@``alpha`` of each pair: the fraction of its valid keypoints within ``alpha``
+    times its ``bound`` (``(B,)``, original pixels) of ``gt``."""
+    err = torch.linalg.vector_norm(pred - gt, dim=-1)
+    return ((err <= alpha * bound[:, None]) & valid).sum(-1) / valid.sum(-1)
+
+
+def print_paired(pck: dict, ref: str, title: str, width: int = 22) -> None:
+    """Print ``pck`` (name -> bin -> per-pair PCK, with an ``"all"`` bin) x100 per name: all pairs
+    with the paired change against ``ref`` +- its standard error, then each bin with its count."""
+    base = torch.tensor(pck[ref]["all"])
+    bins = sorted(k for k in next(iter(pck.values())) if k != "all")
+    print(title)
+    for name, t in pck.items():
+        a = torch.tensor(t["all"])
+        d = (a - base) * 100
+        print(f"{name:{width}s} all {a.mean() * 100:.1f} ({d.mean():+.2f} +- {d.std() / len(d) ** 0.5:.2f}) "
+              + " ".join(f"{k} ({len(t[k])}) {torch.tensor(t[k]).mean() * 100:.1f}" for k in bins))
+
+
 def build_wrapper(matcher, input_size: int, options: dict):
     from sosc.kbc import KBCWrapper
 
@@ -77,21 +111,16 @@ def build_wrapper(matcher, input_size: int, options: dict):
 @torch.no_grad()
 def run(data: str, split: str, ckpt: str | None, input_size: int, options: dict, batch: int, max_pairs: int | None,
         matcher_options: dict | None = None):
-    from sosc.data.dataset import PairDataset, collate_pairs
-    from sosc.geometry import points_from_window
+    from sosc.data.dataset import PairDataset
 
     recs = records(data, split)[:max_pairs]
     dataset = PairDataset(recs, input_size, keep_original=True)
     wrapper = build_wrapper(build_matcher(ckpt, matcher_options), input_size, options)
     rows, start = [], time.perf_counter()
-    for first in range(0, len(dataset), batch):
-        items = [dataset[i] for i in range(first, min(first + batch, len(dataset)))]
-        b = collate_pairs(items)
-        src_kps = points_from_window(b["src_kps"], b["src_window"], input_size)
-        gt = points_from_window(b["trg_kps"], b["trg_window"], input_size)
+    for first, n, b, src_kps, gt in pair_batches(dataset, batch, input_size):
         info = wrapper.forward_with_info(b["src_orig"], b["trg_orig"], src_kps, b["valid"],
                                          trg_bbox=b["trg_bbox"], trg_kps=gt)
-        for i in range(len(items)):
+        for i in range(n):
             v = b["valid"][i]
             bound = float(b["pck_bound"][i])
             row = {"pair_id": b["pair_id"][i], "bin": bin_of(recs[first + i], data), "zoomed": bool(info.refined[i])}

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from kbc_results import bin_of, build_matcher, records  # noqa: E402
+from kbc_results import bin_of, build_matcher, pair_batches, pck_per_pair, print_paired, records  # noqa: E402
 
 
 @torch.no_grad()
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--max-pairs", type=int, default=None)
     opts = parser.parse_args()
 
-    from sosc.data.dataset import PairDataset, collate_pairs
+    from sosc.data.dataset import PairDataset
     from sosc.geometry import (
         full_windows,
         image_sizes,
@@ -59,11 +59,7 @@ def main() -> None:
     default = KBCWrapper(matcher, input_size=s)
     cfg = default.config
     pck = defaultdict(lambda: defaultdict(list))
-    for first in range(0, len(dataset), opts.batch):
-        items = [dataset[i] for i in range(first, min(first + opts.batch, len(dataset)))]
-        b = collate_pairs(items)
-        src_kps = points_from_window(b["src_kps"], b["src_window"], s)
-        gt = points_from_window(b["trg_kps"], b["trg_window"], s)
+    for first, n, b, src_kps, gt in pair_batches(dataset, opts.batch, s):
         valid = b["valid"]
         src_size = image_sizes(b["src_orig"]).float()
         trg_size = image_sizes(b["trg_orig"]).float()
@@ -86,20 +82,13 @@ def main() -> None:
         bound = b["pck_bound"].float()
         for name, pred in (("plain", base.plain_kps), ("kbc default", base.kps), ("pass 1 hi-res", p1),
                            ("kbc on hi-res pass 1", kbc)):
-            err = torch.linalg.vector_norm(pred - gt, dim=-1)
-            hit = ((err <= 0.1 * bound[:, None]) & valid).sum(-1) / valid.sum(-1)
-            for i in range(len(items)):
+            hit = pck_per_pair(pred, gt, valid, bound)
+            for i in range(n):
                 pck[name][bin_of(recs[first + i], opts.data)].append(float(hit[i]))
                 pck[name]["all"].append(float(hit[i]))
-        print(f"{first + len(items)}/{len(dataset)}", file=sys.stderr, flush=True)
-    ref = torch.tensor(pck["kbc default"]["all"])
-    bins = sorted(k for k in pck["plain"] if k != "all")
-    print(f"{opts.data} {opts.split}, {len(ref)} pairs, trg input {opts.trg_input}, src_px {opts.src_px}; PCK@0.1 x100")
-    for name, t in pck.items():
-        a = torch.tensor(t["all"])
-        d = (a - ref) * 100
-        print(f"{name:22s} all {a.mean() * 100:.1f} ({d.mean():+.2f} +- {d.std() / len(d) ** 0.5:.2f}) "
-              + " ".join(f"{k} ({len(t[k])}) {torch.tensor(t[k]).mean() * 100:.1f}" for k in bins))
+        print(f"{first + n}/{len(dataset)}", file=sys.stderr, flush=True)
+    print_paired(pck, "kbc default", f"{opts.data} {opts.split}, {len(pck['plain']['all'])} pairs, trg input "
+                 f"{opts.trg_input}, src_px {opts.src_px}; PCK@0.1 x100")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from kbc_results import bin_of, build_matcher, records  # noqa: E402
+from kbc_results import bin_of, build_matcher, pair_batches, pck_per_pair, records  # noqa: E402
 
 from sosc.kbc.choice import fit_similarity  # noqa: E402
 
@@ -52,8 +52,8 @@ def coherence(src_kps: torch.Tensor, pred: torch.Tensor, valid: torch.Tensor) ->
 @torch.no_grad()
 def collect(data: str, split: str, ckpt: str | None, span: float, input_size: int, batch: int,
             max_pairs: int | None) -> dict:
-    from sosc.data.dataset import PairDataset, collate_pairs
-    from sosc.geometry import full_windows, image_sizes, points_from_window
+    from sosc.data.dataset import PairDataset
+    from sosc.geometry import full_windows, image_sizes
     from sosc.kbc import KBCWrapper, kbc_box
     from sosc.kbc.passes import confidence_of, run_in_windows
     from sosc.kbc.windows import pass1_source_windows
@@ -64,11 +64,7 @@ def collect(data: str, split: str, ckpt: str | None, span: float, input_size: in
     default = KBCWrapper(matcher, input_size=input_size)
     shrink = KBCWrapper(matcher, input_size=input_size, pass1_src_px=span)
     rows: dict[str, list] = {}
-    for first in range(0, len(dataset), batch):
-        items = [dataset[i] for i in range(first, min(first + batch, len(dataset)))]
-        b = collate_pairs(items)
-        src_kps = points_from_window(b["src_kps"], b["src_window"], input_size)
-        gt = points_from_window(b["trg_kps"], b["trg_window"], input_size)
+    for first, n, b, src_kps, gt in pair_batches(dataset, batch, input_size):
         valid = b["valid"]
         out_d = default.forward_with_info(b["src_orig"], b["trg_orig"], src_kps, valid)
         out_s = shrink.forward_with_info(b["src_orig"], b["trg_orig"], src_kps, valid)
@@ -82,9 +78,7 @@ def collect(data: str, split: str, ckpt: str | None, span: float, input_size: in
         bound = b["pck_bound"].float()
         cols = {"plain": out_d.plain_kps, "kbc": out_d.kps, "kbc_s": out_s.kps, "p1s": p1s}
         for name, pred in cols.items():
-            err = torch.linalg.vector_norm(pred - gt, dim=-1)
-            pck = ((err <= 0.1 * bound[:, None]) & valid).sum(-1) / valid.sum(-1)
-            rows.setdefault(f"pck_{name}", []).append(pck)
+            rows.setdefault(f"pck_{name}", []).append(pck_per_pair(pred, gt, valid, bound))
         for tag, pred in (("f", p1f), ("s", p1s)):
             for k, v in coherence(src_kps, pred, valid).items():
                 rows.setdefault(f"{k}_{tag}", []).append(v)
@@ -97,8 +91,8 @@ def collect(data: str, split: str, ckpt: str | None, span: float, input_size: in
         rows.setdefault("shrunk", []).append(shrunk)
         rows.setdefault("zoom_d", []).append(out_d.refined)
         rows.setdefault("zoom_s", []).append(out_s.refined)
-        rows.setdefault("bin", []).extend(bin_of(recs[first + i], data) for i in range(len(items)))
-        print(f"{first + len(items)}/{len(dataset)}", flush=True)
+        rows.setdefault("bin", []).extend(bin_of(recs[first + i], data) for i in range(n))
+        print(f"{first + n}/{len(dataset)}", flush=True)
     return {k: (v if k == "bin" else torch.cat(v)) for k, v in rows.items()}
 
 

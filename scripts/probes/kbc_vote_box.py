@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from kbc_results import bin_of, build_matcher, records  # noqa: E402
+from kbc_results import bin_of, build_matcher, pair_batches, pck_per_pair, print_paired, records  # noqa: E402
 
 
 def recentre(box: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--max-pairs", type=int, default=None)
     opts = parser.parse_args()
 
-    from sosc.data.dataset import PairDataset, collate_pairs
+    from sosc.data.dataset import PairDataset
     from sosc.geometry import (
         full_windows,
         image_sizes,
@@ -107,11 +107,7 @@ def main() -> None:
     cfg = default.config
     pck = defaultdict(lambda: defaultdict(list))
     diag = defaultdict(list)
-    for first in range(0, len(dataset), opts.batch):
-        items = [dataset[i] for i in range(first, min(first + opts.batch, len(dataset)))]
-        b = collate_pairs(items)
-        src_kps = points_from_window(b["src_kps"], b["src_window"], s)
-        gt = points_from_window(b["trg_kps"], b["trg_window"], s)
+    for first, n, b, src_kps, gt in pair_batches(dataset, opts.batch, s):
         valid = b["valid"]
         check = default.forward_with_info(b["src_orig"], b["trg_orig"], src_kps, valid).kps
         src_size, trg_size = image_sizes(b["src_orig"]).float(), image_sizes(b["trg_orig"]).float()
@@ -129,7 +125,6 @@ def main() -> None:
 
         src_box = kbc_box(src_kps, valid, cfg.margin, cfg.min_margin)
         sim = similarity_box(src_kps, p1, valid, src_box)
-        n = len(items)
         peak = torch.stack([vote_mode(vote[i:i + 1], opts.pool, trg_full[i:i + 1], s) for i in range(n)])
         boxes = {"similarity": sim, "vote-centred": recentre(sim, peak)}
         box = recentre(sim, peak)
@@ -173,21 +168,14 @@ def main() -> None:
                                                            results["similarity"])
         bound = b["pck_bound"].float()
         for name, pred in results.items():
-            err = torch.linalg.vector_norm(pred - gt, dim=-1)
-            hit = ((err <= 0.1 * bound[:, None]) & valid).sum(-1) / valid.sum(-1)
+            hit = pck_per_pair(pred, gt, valid, bound)
             for i in range(n):
                 pck[name][bin_of(recs[first + i], opts.data)].append(float(hit[i]))
                 pck[name]["all"].append(float(hit[i]))
         print(f"{first + n}/{len(dataset)}", file=sys.stderr, flush=True)
 
-    ref = torch.tensor(pck["similarity"]["all"])
-    bins = sorted(k for k in pck["plain"] if k != "all")
-    print(f"{opts.data} {opts.split}, {len(ref)} pairs, FeatureMatcher; PCK@0.1 x100 (paired change against the default)")
-    for name, t in pck.items():
-        a = torch.tensor(t["all"])
-        d = (a - ref) * 100
-        print(f"{name:26s} all {a.mean() * 100:.1f} ({d.mean():+.2f} +- {d.std() / len(d) ** 0.5:.2f}) "
-              + " ".join(f"{k} ({len(t[k])}) {torch.tensor(t[k]).mean() * 100:.1f}" for k in bins))
+    print_paired(pck, "similarity", f"{opts.data} {opts.split}, {len(pck['plain']['all'])} pairs, FeatureMatcher; "
+                 "PCK@0.1 x100 (paired change against the default)", width=26)
     print("box side / grown true keypoint box side, and centre offset in its sides (medians)")
     for (bin_name, name), v in sorted(diag.items()):
         t = torch.tensor(v)
