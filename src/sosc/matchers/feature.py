@@ -18,9 +18,10 @@ class FeatureMatcher(Matcher):
 
     Source features are sampled (bilinearly) at each source keypoint and compared with every
     target cell; a softmax with ``temperature``, windowed around its arg-max (kernel
-    soft-argmax, ``kernel_sigma``), gives the expected target position. A 1x1 projection per stride, initialised to the identity,
-    is the only trainable part unless the backbone is unfrozen, so the untrained matcher
-    is exactly nearest-neighbour matching of the pretrained features.
+    soft-argmax, ``kernel_sigma``), gives the expected target position. A 1x1 projection per
+    stride, initialised to the identity, is the only trainable part unless the backbone is
+    unfrozen, so the untrained matcher is exactly nearest-neighbour matching of the pretrained
+    features.
 
     **Foundation-model features.** timm's DINOv2 ViTs work as backbones:
     ``FeatureMatcher("vit_small_patch14_dinov2.lvd142m", pretrained=True, strides=(14,))``
